@@ -1,0 +1,294 @@
+"""The bit-exact golden arithmetic of the array (SPEC section 2).
+
+For every output element ``(t, o)``::
+
+    acc = bias[o]
+    for each row fold f (R rows, increasing):
+        s = 0                                   # P bits
+        for each row k of the fold (increasing):
+            s = op_P(s + x[t, k] * w[k, o])     # an overflow event if the exact value leaves P bits
+        acc = op_Q(acc + s)                     # an overflow event if the exact value leaves Q bits
+
+:func:`gemm` is the vectorised model: it *screens* first (cheap l1-style bounds prove that most
+partial sums cannot leave their range, so the exact sum is the answer in both modes) and scans
+partial sums step by step only for the outputs that might overflow, in chunks of bounded memory.
+:func:`reference_gemm` is the same contract written as plainly as possible, one Python integer
+at a time; the tests prove the two equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from accel.config import ArrayConfig
+
+__all__ = ["GemmResult", "gemm", "reference_gemm", "check_operands", "op"]
+
+#: Largest number of (t, o) pairs x R steps held at once by the scan (int64 elements).
+SCAN_CHUNK_ELEMS = 1 << 21
+#: A fold is scanned densely (no gather) when at least this share of its outputs is at risk.
+DENSE_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class GemmResult:
+    """Result of one GEMM on the array.
+
+    Attributes
+    ----------
+    y : int64 [T, O]
+        The Q-bit signed results.
+    pe_overflow, acc_overflow : bool [T, O]
+        Whether any P-bit (PE) step, resp. Q-bit (output accumulator) step, of that output
+        overflowed.
+    pe_events, acc_events : int
+        Number of overflow events (steps whose exact value left the range) over all outputs.
+    """
+
+    y: np.ndarray
+    pe_overflow: np.ndarray
+    acc_overflow: np.ndarray
+    pe_events: int
+    acc_events: int
+
+    def summary(self) -> dict[str, int | float]:
+        """Event counts and the share of outputs affected (JSON-ready)."""
+        n = max(1, self.y.size)
+        return {
+            "outputs": int(self.y.size),
+            "pe_events": int(self.pe_events),
+            "acc_events": int(self.acc_events),
+            "pe_overflow_outputs": int(self.pe_overflow.sum()),
+            "acc_overflow_outputs": int(self.acc_overflow.sum()),
+            "affected_share": float((self.pe_overflow | self.acc_overflow).sum() / n),
+        }
+
+
+def op(v: np.ndarray | int, bits: int, mode: str) -> np.ndarray | int:
+    """op_B of SPEC section 2: wrap modulo 2^bits into the signed range, or clamp to it."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if mode == "saturate":
+        return np.clip(v, lo, hi) if isinstance(v, np.ndarray) else min(max(v, lo), hi)
+    return ((v - lo) & ((1 << bits) - 1)) + lo
+
+
+def _as_int_matrix(name: str, a: object, shape_hint: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D integer array {shape_hint}, not shape {arr.shape}")
+    if arr.dtype.kind not in "iub":
+        if arr.size and arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        elif arr.size:
+            raise ValueError(f"{name} must hold integers, not {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _check_range(name: str, a: np.ndarray, lo: int, hi: int, what: str) -> None:
+    if a.size == 0:
+        return
+    amin, amax = int(a.min()), int(a.max())
+    if amin < lo or amax > hi:
+        bad = np.argwhere((a < lo) | (a > hi))[0]
+        idx = ", ".join(map(str, bad))
+        raise ValueError(f"{name}[{idx}] = {int(a[tuple(bad)])} is outside {what} [{lo}, {hi}]; "
+                         "operands are rejected, never wrapped")
+
+
+def check_operands(x: object, w: object, config: ArrayConfig, bias: object | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate and convert operands: ``x[T, K]``, ``w[K, O]``, ``bias[O]`` as int64 arrays.
+
+    Raises ``ValueError`` naming the operand, the offending index and value, and the valid range
+    (lane codes of ``config.lane_range``, M-bit signed weights, Q-bit signed bias).
+    """
+    x = _as_int_matrix("x", x, "[T, K]")
+    w = _as_int_matrix("w", w, "[K, O]")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"shape mismatch: x is {x.shape} ([T, K]) but w is {w.shape} ([K, O]); "
+                         f"K must agree ({x.shape[1]} != {w.shape[0]})")
+    if x.shape[1] == 0:
+        raise ValueError("K = 0: a GEMM needs at least one reduction row (the array has no fold "
+                         "to run)")
+    o = w.shape[1]
+    if bias is None:
+        b = np.zeros(o, dtype=np.int64)
+    else:
+        b = np.asarray(bias)
+        if b.shape != (o,):
+            raise ValueError(f"bias must have shape ({o},) (one per output channel O), not {b.shape}")
+        b = _as_int_matrix("bias", b[None, :], "[O]")[0]
+    sign = "signed" if config.act_signed else "unsigned"
+    _check_range("x", x, *config.lane_range, f"the {sign} {config.lane_bits}-bit lane range")
+    _check_range("w", w, *config.weight_range, f"the signed {config.weight_bits}-bit weight range")
+    if b.size:
+        lo, hi = config.out_range
+        if int(b.min()) < lo or int(b.max()) > hi:
+            ch = int(np.argmax((b < lo) | (b > hi)))
+            raise ValueError(f"bias of channel {ch} = {int(b[ch])} does not fit Q = {config.out_bits} "
+                             f"bits [{lo}, {hi}]; a bias is rejected, never wrapped")
+    return x, w, b
+
+
+def _exact_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
+    """Exact int64 product ``a @ b``; float64 BLAS when every partial sum stays below 2^53."""
+    if bound < (1 << 53):
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a @ b
+
+
+def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Step through ``s = op(s + xg[:, k] * wg[:, k])``; returns final ``s`` and events per row.
+
+    ``xg`` and ``wg`` broadcast to ``[n, R]`` (dense scans pass ``[T, 1, R]`` and ``[1, O, R]``).
+    """
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    shape = np.broadcast_shapes(xg.shape, wg.shape)[:-1]
+    dt = np.int32 if bits <= 30 else np.int64
+    s = np.zeros(shape, dtype=dt)
+    ev = np.zeros(shape, dtype=np.int32)
+    v = np.empty(shape, dtype=dt)
+    tmp = np.empty(shape, dtype=bool)
+    xg, wg = xg.astype(dt), wg.astype(dt)
+    for k in range(xg.shape[-1]):
+        np.multiply(xg[..., k], wg[..., k], out=v)
+        v += s
+        np.less(v, lo, out=tmp)
+        ev += tmp
+        np.greater(v, hi, out=tmp)
+        ev += tmp
+        if mode == "saturate":
+            np.clip(v, lo, hi, out=s)
+        else:
+            v -= lo
+            v &= (1 << bits) - 1
+            v += lo
+            s, v = v, s
+    return s.astype(np.int64), ev
+
+
+def _fold_psums(xf: np.ndarray, wf: np.ndarray, config: ArrayConfig
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """P-bit fold results ``s[T, O]`` and PE events per output for one fold."""
+    bits, mode = config.pe_acc_bits, config.overflow
+    hi = (1 << (bits - 1)) - 1
+    t, o = xf.shape[0], wf.shape[1]
+    ax, aw = np.abs(xf), np.abs(wf)
+    ev = np.zeros((t, o), dtype=np.int32)
+    l1 = aw.sum(axis=0)                                   # [O] per-channel l1 of the fold
+    amax = ax.max(axis=1) if t else np.zeros(0, np.int64)  # [T] largest |x| per vector
+    cols = np.flatnonzero(int(amax.max(initial=0)) * l1 > hi)   # channels not cleared for all t
+    big = int(amax.max(initial=0)) * int(l1.max(initial=0))
+    s = _exact_matmul(xf, wf, big)
+    if cols.size == 0:
+        return s, ev
+    # per-(t, o) bound on the channels at risk: sum_k |x| |w| (one matmul)
+    risky = _exact_matmul(ax, aw[:, cols], big) > hi
+    share = risky.mean() if risky.size else 0.0
+    if share >= DENSE_SHARE:
+        xt, wt = xf[:, None, :], wf[:, cols].T[None, :, :]
+        step = max(1, SCAN_CHUNK_ELEMS // max(1, cols.size * xf.shape[1]))
+        for t0 in range(0, t, step):
+            s_c, e_c = _scan_pairs(xt[t0:t0 + step], wt, bits, mode)
+            s[t0:t0 + step, cols] = s_c
+            ev[t0:t0 + step, cols] = e_c
+        return s, ev
+    ti, ci = np.nonzero(risky)
+    oi = cols[ci]
+    step = max(1, SCAN_CHUNK_ELEMS // xf.shape[1])
+    for i0 in range(0, ti.size, step):
+        tt, oo = ti[i0:i0 + step], oi[i0:i0 + step]
+        s_c, e_c = _scan_pairs(xf[tt], wf[:, oo].T, bits, mode)
+        s[tt, oo] = s_c
+        ev[tt, oo] = e_c
+    return s, ev
+
+
+def gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None) -> GemmResult:
+    """Run ``Y[T, O] = X[T, K] . W[K, O] (+ bias[O])`` with the array's exact arithmetic.
+
+    Parameters
+    ----------
+    x : int [T, K]
+        Activation codes on the lanes (``config.lane_range``: N bits, signed or unsigned).
+    w : int [K, O]
+        Signed M-bit weights.
+    config : ArrayConfig
+        R (fold height), P, Q and the overflow mode are used.
+    bias : int [O], optional
+        Preloaded into the Q-bit accumulator; must fit Q bits.
+    """
+    x, w, b = check_operands(x, w, config, bias)
+    if config.overq is not None:
+        from accel.overq import overq_gemm  # encoded lanes, SPEC section 4
+        return overq_gemm(x, w, config, b)
+    t, k = x.shape
+    o = w.shape[1]
+    r, q, mode = config.rows, config.out_bits, config.overflow
+    lo_q, hi_q = config.out_range
+    if t == 0 or o == 0:
+        empty = np.zeros((t, o), dtype=bool)
+        return GemmResult(np.zeros((t, o), np.int64), empty, empty.copy(), 0, 0)
+
+    # Whole-GEMM screen: when no fold of any channel can leave P bits for any vector, and no
+    # accumulator step can leave Q bits, the answer is the exact sum (one matmul, both modes).
+    amax = int(np.abs(x).max())
+    aw = np.abs(w)
+    fold_l1 = np.add.reduceat(aw, np.arange(0, k, r), axis=0)        # [F, O]
+    if amax * int(fold_l1.max()) <= config.pe_range[1] and \
+            int((np.abs(b) + amax * aw.sum(axis=0)).max()) <= hi_q:
+        y = _exact_matmul(x, w, amax * int(aw.sum(axis=0).max())) + b
+        zeros = np.zeros((t, o), dtype=bool)
+        return GemmResult(y, zeros, zeros.copy(), 0, 0)
+
+    acc = np.broadcast_to(b, (t, o)).copy()
+    pe_ovf = np.zeros((t, o), dtype=bool)
+    acc_ovf = np.zeros((t, o), dtype=bool)
+    pe_events = acc_events = 0
+    for k0 in range(0, k, r):
+        s, ev = _fold_psums(x[:, k0:k0 + r], w[k0:k0 + r], config)
+        pe_ovf |= ev > 0
+        pe_events += int(ev.sum())
+        acc += s
+        over = (acc < lo_q) | (acc > hi_q)
+        acc_ovf |= over
+        acc_events += int(over.sum())
+        acc = op(acc, q, mode)
+    return GemmResult(acc, pe_ovf, acc_ovf, pe_events, acc_events)
+
+
+def reference_gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None
+                   ) -> GemmResult:
+    """The contract of SPEC section 2 written one Python integer at a time (slow; for tests)."""
+    x, w, b = check_operands(x, w, config, bias)
+    t_n, k_n = x.shape
+    o_n = w.shape[1]
+    p, q, mode, r = config.pe_acc_bits, config.out_bits, config.overflow, config.rows
+    y = np.zeros((t_n, o_n), dtype=np.int64)
+    pe_ovf = np.zeros((t_n, o_n), dtype=bool)
+    acc_ovf = np.zeros((t_n, o_n), dtype=bool)
+    pe_events = acc_events = 0
+
+    def outside(v: int, bits: int) -> bool:
+        return not -(1 << (bits - 1)) <= v < (1 << (bits - 1))
+
+    for t in range(t_n):
+        for o in range(o_n):
+            acc = int(b[o])
+            for f0 in range(0, k_n, r):
+                s = 0
+                for k in range(f0, min(f0 + r, k_n)):
+                    v = s + int(x[t, k]) * int(w[k, o])
+                    if outside(v, p):
+                        pe_events += 1
+                        pe_ovf[t, o] = True
+                    s = op(v, p, mode)
+                v = acc + s
+                if outside(v, q):
+                    acc_events += 1
+                    acc_ovf[t, o] = True
+                acc = op(v, q, mode)
+            y[t, o] = acc
+    return GemmResult(y, pe_ovf, acc_ovf, pe_events, acc_events)

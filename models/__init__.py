@@ -1,0 +1,1 @@
+"""models: reference networks, training recipes and small trained checkpoints."""

@@ -1,0 +1,1 @@
+"""rtl_gen: Amaranth components built from an ArrayConfig, Verilog + manifest export."""

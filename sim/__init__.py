@@ -1,0 +1,1 @@
+"""sim: the transaction-level model, the canonical schedule and the cocotb testbenches."""
