@@ -94,7 +94,7 @@ class ArrayConfig:
     weight_bits: int = field(default=8, metadata={"help": "M: weight width in bits (signed)"})
     pe_acc_bits: int = field(default=32, metadata={"help": "P: partial-sum width inside the array"})
     out_acc_bits: int | None = field(
-        default=None, metadata={"help": "Q: output accumulator width (default: P)"})
+        default=None, metadata={"help": "Q: output accumulator width, >= P"})
     overflow: Literal["wrap", "saturate"] = field(
         default="wrap", metadata={"help": "overflow mode of the P- and Q-bit adders"})
     acc_depth: int = field(default=64, metadata={"help": "output accumulator entries (power of two)"})
@@ -256,17 +256,14 @@ class ArrayConfig:
     def load(cls, path: str | Path) -> "ArrayConfig":
         """Read a JSON or TOML file written by :meth:`save` (or by hand)."""
         path = Path(path)
+        if path.suffix not in (".json", ".toml"):
+            raise ConfigError(f"config file must end in .json or .toml, not {path.name!r}")
         try:
             text = path.read_text()
         except OSError as e:
             raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
         try:
-            if path.suffix == ".json":
-                data = json.loads(text)
-            elif path.suffix == ".toml":
-                data = tomllib.loads(text)
-            else:
-                raise ConfigError(f"config file must end in .json or .toml, not {path.name!r}")
+            data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
             raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {e}") from None
         if not isinstance(data, dict):
@@ -312,7 +309,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                 if of.name == "mode":
                     kw["choices"] = OVERQ_MODES
                 else:
-                    kw["type"] = int
+                    kw.update(type=int, metavar="INT")
                 group.add_argument(_flag(f"overq_{of.name}"), dest=f"overq_{of.name}", default=None, **kw)
         elif f.name == "act_signed":
             group.add_argument(_flag(f.name), dest=f.name, default=None,

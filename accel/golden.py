@@ -18,6 +18,8 @@ at a time; the tests prove the two equal.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,8 @@ __all__ = ["GemmResult", "gemm", "reference_gemm", "check_operands", "op"]
 
 #: Largest number of (t, o) pairs x R steps held at once by the scan (int64 elements).
 SCAN_CHUNK_ELEMS = 1 << 21
+#: Threads for dense scans (numpy releases the GIL inside its loops).
+SCAN_THREADS = min(4, os.cpu_count() or 1)
 #: A fold is scanned densely (no gather) when at least this share of its outputs is at risk.
 DENSE_SHARE = 0.25
 
@@ -139,70 +143,88 @@ def _exact_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
     return a @ b
 
 
-def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Step through ``s = op(s + xg[:, k] * wg[:, k])``; returns final ``s`` and events per row.
+def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str, count: bool
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Step through ``s = op(s + xg[..., k] * wg[..., k])`` over the last axis (one fold).
 
-    ``xg`` and ``wg`` broadcast to ``[n, R]`` (dense scans pass ``[T, 1, R]`` and ``[1, O, R]``).
+    ``xg`` and ``wg`` broadcast to ``[..., R]`` (dense scans pass ``[T, 1, R]`` and
+    ``[1, O, R]``). The partial sum is kept offset by 2^(bits-1) (``u = s + 2^(bits-1)``, in
+    ``[0, 2^bits)``), so a step overflows iff its offset value has a bit at or above ``bits``
+    (negative values have all high bits set). Returns the final ``s`` (int64) and, with
+    ``count``, the number of events per element; without it, only whether any step overflowed
+    (OR-ing the raw values: four array passes per step instead of six).
     """
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    half, mask = 1 << (bits - 1), (1 << bits) - 1
     shape = np.broadcast_shapes(xg.shape, wg.shape)[:-1]
     dt = np.int32 if bits <= 30 else np.int64
-    s = np.zeros(shape, dtype=dt)
-    ev = np.zeros(shape, dtype=np.int32)
-    v = np.empty(shape, dtype=dt)
-    tmp = np.empty(shape, dtype=bool)
+    u = np.full(shape, half, dtype=dt)
+    seen = np.zeros(shape, dtype=np.int32 if count else dt)
+    p = np.empty(shape, dtype=dt)
     xg, wg = xg.astype(dt), wg.astype(dt)
     for k in range(xg.shape[-1]):
-        np.multiply(xg[..., k], wg[..., k], out=v)
-        v += s
-        np.less(v, lo, out=tmp)
-        ev += tmp
-        np.greater(v, hi, out=tmp)
-        ev += tmp
-        if mode == "saturate":
-            np.clip(v, lo, hi, out=s)
+        np.multiply(xg[..., k], wg[..., k], out=p)
+        p += u
+        if count:
+            seen += (p >> bits) != 0
         else:
-            v -= lo
-            v &= (1 << bits) - 1
-            v += lo
-            s, v = v, s
-    return s.astype(np.int64), ev
+            seen |= p
+        if mode == "saturate":
+            np.clip(p, 0, mask, out=u)
+        else:
+            np.bitwise_and(p, mask, out=u)
+    u -= half
+    return u.astype(np.int64), (seen if count else (seen >> bits) != 0)
+
+
+def _scan_fold(xf: np.ndarray, wf: np.ndarray, ti: np.ndarray, oi: np.ndarray, bits: int,
+               mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact fold sums and event counts of the pairs ``(ti[i], oi[i])``, gathered, chunked."""
+    s = np.empty(ti.size, dtype=np.int64)
+    ev = np.empty(ti.size, dtype=np.int32)
+    step = max(1, SCAN_CHUNK_ELEMS // xf.shape[1])
+    for i0 in range(0, ti.size, step):
+        sl = slice(i0, i0 + step)
+        s[sl], ev[sl] = _scan_pairs(xf[ti[sl]], wf[:, oi[sl]].T, bits, mode, count=True)
+    return s, ev
 
 
 def _fold_psums(xf: np.ndarray, wf: np.ndarray, config: ArrayConfig
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """P-bit fold results ``s[T, O]`` and PE events per output for one fold."""
+    """P-bit fold results ``s[T, O]`` and PE events per output for one fold.
+
+    Screens in two stages (largest |x| per vector times the fold's per-channel l1 norm, then the
+    exact bound ``|x| . |w|``); the outputs still at risk are scanned, densely (a block of vectors
+    against all risky channels, flag-only, then counted where flagged) or gathered pair by pair.
+    """
     bits, mode = config.pe_acc_bits, config.overflow
     hi = (1 << (bits - 1)) - 1
     t, o = xf.shape[0], wf.shape[1]
     ax, aw = np.abs(xf), np.abs(wf)
     ev = np.zeros((t, o), dtype=np.int32)
     l1 = aw.sum(axis=0)                                   # [O] per-channel l1 of the fold
-    amax = ax.max(axis=1) if t else np.zeros(0, np.int64)  # [T] largest |x| per vector
-    cols = np.flatnonzero(int(amax.max(initial=0)) * l1 > hi)   # channels not cleared for all t
-    big = int(amax.max(initial=0)) * int(l1.max(initial=0))
+    amax = int(ax.max(initial=0))
+    big = amax * int(l1.max(initial=0))
     s = _exact_matmul(xf, wf, big)
+    cols = np.flatnonzero(amax * l1 > hi)                 # channels not cleared for every vector
     if cols.size == 0:
         return s, ev
-    # per-(t, o) bound on the channels at risk: sum_k |x| |w| (one matmul)
-    risky = _exact_matmul(ax, aw[:, cols], big) > hi
-    share = risky.mean() if risky.size else 0.0
-    if share >= DENSE_SHARE:
+    risky = _exact_matmul(ax, aw[:, cols], big) > hi      # per-(t, o) bound: sum_k |x| |w|
+    if risky.mean() >= DENSE_SHARE:
         xt, wt = xf[:, None, :], wf[:, cols].T[None, :, :]
         step = max(1, SCAN_CHUNK_ELEMS // max(1, cols.size * xf.shape[1]))
-        for t0 in range(0, t, step):
-            s_c, e_c = _scan_pairs(xt[t0:t0 + step], wt, bits, mode)
+
+        def block(t0: int) -> None:          # numpy releases the GIL: blocks run in parallel
+            s_c, hit = _scan_pairs(xt[t0:t0 + step], wt, bits, mode, count=False)
             s[t0:t0 + step, cols] = s_c
-            ev[t0:t0 + step, cols] = e_c
+            hi_t, hi_c = np.nonzero(hit)
+            if hi_t.size:
+                ev[t0 + hi_t, cols[hi_c]] = _scan_fold(xf, wf, t0 + hi_t, cols[hi_c], bits, mode)[1]
+
+        with ThreadPoolExecutor(SCAN_THREADS) as pool:
+            list(pool.map(block, range(0, t, step)))
         return s, ev
     ti, ci = np.nonzero(risky)
-    oi = cols[ci]
-    step = max(1, SCAN_CHUNK_ELEMS // xf.shape[1])
-    for i0 in range(0, ti.size, step):
-        tt, oo = ti[i0:i0 + step], oi[i0:i0 + step]
-        s_c, e_c = _scan_pairs(xf[tt], wf[:, oo].T, bits, mode)
-        s[tt, oo] = s_c
-        ev[tt, oo] = e_c
+    s[ti, cols[ci]], ev[ti, cols[ci]] = _scan_fold(xf, wf, ti, cols[ci], bits, mode)
     return s, ev
 
 
@@ -261,7 +283,13 @@ def gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None) 
 
 def reference_gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None
                    ) -> GemmResult:
-    """The contract of SPEC section 2 written one Python integer at a time (slow; for tests)."""
+    """The contract of SPEC section 2 written one Python integer at a time (slow; for tests).
+
+    Plain lanes only: OverQ's encoded arithmetic has its own reference in :mod:`accel.overq`.
+    """
+    if config.overq is not None:
+        raise ValueError("reference_gemm covers the plain arithmetic (overq = None); "
+                         "OverQ has its own reference in accel.overq")
     x, w, b = check_operands(x, w, config, bias)
     t_n, k_n = x.shape
     o_n = w.shape[1]
