@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +51,8 @@ class GemmResult:
         overflowed.
     pe_events, acc_events : int
         Number of overflow events (steps whose exact value left the range) over all outputs.
+    overq : accel.overq.OverQStats or None
+        Encoder statistics (outliers handled / displaced / unreached) when OverQ is enabled.
     """
 
     y: np.ndarray
@@ -56,6 +60,7 @@ class GemmResult:
     acc_overflow: np.ndarray
     pe_events: int
     acc_events: int
+    overq: Any = None
 
     def summary(self) -> dict[str, int | float]:
         """Event counts and the share of outputs affected (JSON-ready)."""
@@ -156,7 +161,9 @@ def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str, count: boo
     """
     half, mask = 1 << (bits - 1), (1 << bits) - 1
     shape = np.broadcast_shapes(xg.shape, wg.shape)[:-1]
-    dt = np.int32 if bits <= 30 else np.int64
+    # offset values reach 2^bits plus one product: int32 up to 30 bits, int64 up to 61, then
+    # Python integers (object arrays; slow, only for the widest configurations)
+    dt = np.int32 if bits <= 30 else np.int64 if bits <= 61 else object
     u = np.full(shape, half, dtype=dt)
     seen = np.zeros(shape, dtype=np.int32 if count else dt)
     p = np.empty(shape, dtype=dt)
@@ -259,26 +266,40 @@ def gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None) 
     amax = int(np.abs(x).max())
     aw = np.abs(w)
     fold_l1 = np.add.reduceat(aw, np.arange(0, k, r), axis=0)        # [F, O]
-    if amax * int(fold_l1.max()) <= config.pe_range[1] and \
-            int((np.abs(b) + amax * aw.sum(axis=0)).max()) <= hi_q:
+    acc_bound = np.abs(b.astype(object)) + amax * aw.sum(axis=0)     # Python ints: no int64 wrap
+    if amax * int(fold_l1.max()) <= config.pe_range[1] and max(acc_bound) <= config.out_range[1]:
         y = _exact_matmul(x, w, amax * int(aw.sum(axis=0).max())) + b
         zeros = np.zeros((t, o), dtype=bool)
         return GemmResult(y, zeros, zeros.copy(), 0, 0)
+    return accumulate_folds(((x[:, k0:k0 + r], w[k0:k0 + r]) for k0 in range(0, k, r)), b,
+                            (t, o), config)
 
-    acc = np.broadcast_to(b, (t, o)).copy()
-    pe_ovf = np.zeros((t, o), dtype=bool)
-    acc_ovf = np.zeros((t, o), dtype=bool)
+
+def accumulate_folds(folds: Iterable[tuple[np.ndarray, np.ndarray]], bias: np.ndarray,
+                     shape: tuple[int, int], config: ArrayConfig, overq: Any = None) -> GemmResult:
+    """Step 2 of SPEC section 2 over fold operands: ``acc = op_Q(acc + s_f)``, with events.
+
+    ``folds`` yields ``(x_f[T, steps], w_f[steps, O])`` in fold order; each fold's P-bit sum
+    ``s_f`` steps through its rows in order. ``bias[O]`` is preloaded. Above 62 bits the
+    accumulator is held in Python integers so that ``acc + s`` can never wrap int64.
+    """
+    q, mode = config.out_bits, config.overflow
+    lo_q, hi_q = config.out_range
+    wide = q > 62
+    acc = np.broadcast_to(bias.astype(object) if wide else bias, shape).copy()
+    pe_ovf = np.zeros(shape, dtype=bool)
+    acc_ovf = np.zeros(shape, dtype=bool)
     pe_events = acc_events = 0
-    for k0 in range(0, k, r):
-        s, ev = _fold_psums(x[:, k0:k0 + r], w[k0:k0 + r], config)
+    for xf, wf in folds:
+        s, ev = _fold_psums(xf, wf, config)
         pe_ovf |= ev > 0
         pe_events += int(ev.sum())
-        acc += s
+        acc += s.astype(object) if wide else s
         over = (acc < lo_q) | (acc > hi_q)
         acc_ovf |= over
         acc_events += int(over.sum())
         acc = op(acc, q, mode)
-    return GemmResult(acc, pe_ovf, acc_ovf, pe_events, acc_events)
+    return GemmResult(acc.astype(np.int64), pe_ovf, acc_ovf, pe_events, acc_events, overq)
 
 
 def reference_gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None

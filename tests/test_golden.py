@@ -176,3 +176,25 @@ def test_reference_refuses_overq():
     cfg = ArrayConfig(act_bits=4, weight_bits=4, pe_acc_bits=12, overq=OverQConfig())
     with pytest.raises(ValueError, match="reference_gemm covers the plain arithmetic"):
         reference_gemm(np.zeros((1, 1), int), np.zeros((1, 1), int), cfg)
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_64_bit_accumulators_never_wrap_int64(mode):
+    """P = Q = 64: a bias on the rail plus a product must still be seen as an event."""
+    cfg = ArrayConfig(rows=2, act_bits=8, act_signed=True, weight_bits=8, pe_acc_bits=64, overflow=mode)
+    top = (1 << 63) - 1
+    x, w = np.array([[127, 127], [-128, 1]]), np.array([[127], [127]])
+    res = gemm(x, w, cfg, bias=np.array([top]))
+    assert_same(res, reference_gemm(x, w, cfg, np.array([top])))
+    assert res.acc_overflow[0, 0] and not res.acc_overflow[1, 0]
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_62_bit_partial_sums_scan_exactly(mode):
+    cfg = ArrayConfig(rows=3, act_bits=16, act_signed=True, weight_bits=16, pe_acc_bits=62,
+                      out_acc_bits=64, overflow=mode)
+    rng = np.random.default_rng(5)
+    x = rng.choice([-(1 << 15), (1 << 15) - 1], size=(4, 7))
+    w = rng.choice([-(1 << 15), (1 << 15) - 1], size=(7, 3))
+    bias = np.array([(1 << 63) - 1, -(1 << 63), 0])
+    assert_same(gemm(x, w, cfg, bias), reference_gemm(x, w, cfg, bias))
