@@ -15,6 +15,8 @@ from accel.cli.base import Verb
 #: (verb name, module path, class name) — the one list of commands.
 VERBS: list[tuple[str, str, str]] = [
     ("gemm", "accel.cli.gemm", "Gemm"),
+    ("generate", "accel.cli.generate", "Generate"),
+    ("simulate", "accel.cli.simulate", "Simulate"),
 ]
 
 

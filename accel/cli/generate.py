@@ -1,0 +1,57 @@
+"""``accel generate``: write one array's Verilog, Verilator lint waivers and JSON manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from accel.cli.base import Verb, add_json_argument, emit
+from accel.config import add_config_arguments, config_from_args
+
+
+class Generate(Verb):
+    help = "generate the RTL of one array configuration (Verilog + .vlt + manifest)"
+    examples = """examples:
+  accel generate --rows 16 --cols 16 --pe-acc-bits 24 -o build/rtl
+  accel generate --config array.toml --name my_array -o build/rtl --json build/rtl/gen.json
+  verilator --lint-only -Wall build/rtl/my_array.vlt build/rtl/my_array.v
+"""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        out = parser.add_argument_group("output")
+        out.add_argument("-o", "--out-dir", default="build/rtl", metavar="DIR",
+                         help="directory for <name>.v, <name>.vlt, <name>.json "
+                              "(default build/rtl)")
+        out.add_argument("--name", default=None,
+                         help="top module and file name (default: the configuration's name, "
+                              "e.g. sa8x8_n8u_m8_p32q32_wrap_d64)")
+        add_config_arguments(parser)
+        add_json_argument(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        config = config_from_args(args)
+        from rtl_gen.export import export, manifest  # Amaranth only when generating
+
+        name = args.name or config.name
+        print(f"generating {name} ({config.rows}x{config.cols}) ...", file=sys.stderr)
+        start = time.perf_counter()
+        paths = export(config, args.out_dir, name)
+        seconds = time.perf_counter() - start
+        man = manifest(config, name)
+        tm = man["timing"]
+        port_lines = [f"  {p['direction']:<3} {p['name']:<10} {p['width']:>5} bits"
+                      + (f"  ({p['layout']['lanes']} lanes x {p['layout']['lane_bits']})"
+                         if "layout" in p else "")
+                      for p in man["ports"]]
+        summary = "\n".join([
+            f"module {name}  config {config.hash}  generated in {seconds:.2f} s",
+            "ports:", *port_lines,
+            "timing (clock edges): " + ", ".join(f"{k} {v}" for k, v in tm.items()),
+            "files:", f"  {paths.verilog}", f"  {paths.vlt}", f"  {paths.manifest}",
+        ])
+        data = {**man, "files": {"verilog": str(paths.verilog), "vlt": str(paths.vlt),
+                                 "manifest": str(paths.manifest)},
+                "seconds": seconds}
+        emit(args, summary, data)
+        return 0
