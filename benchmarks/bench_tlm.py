@@ -1,0 +1,78 @@
+"""TLM speed: ResNet-18 (CIFAR-size input, random int8 weights, batch 32) on a 32x32 array.
+
+Run by hand: ``python benchmarks/bench_tlm.py``. Reports, in one run:
+* wall time of the TLM forward (every conv/linear on the simulated array, wrap mode, P = 20)
+  next to the same network's plain float forward (target: < 10x float), and peak memory
+  (target: < 8 GB);
+* time of the cycle model alone over the full ImageNet ResNet-18 layer table (target: < 0.1 s).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+
+from accel.config import ArrayConfig
+from accel.timing import timing
+from sim.cycles import gemm_cycles
+from sim.tlm.model import simulate_model
+from sim.tlm.reference import resnet18_random
+
+#: ImageNet ResNet-18 conv/fc layers: (name, H, W, kernel, stride, padding, C_in, C_out, repeats)
+IMAGENET_RESNET18 = [
+    ("conv1", 224, 224, 7, 2, 3, 3, 64, 1),
+    ("layer1", 56, 56, 3, 1, 1, 64, 64, 4),
+    ("layer2.0.conv1", 56, 56, 3, 2, 1, 64, 128, 1), ("layer2.0.down", 56, 56, 1, 2, 0, 64, 128, 1),
+    ("layer2", 28, 28, 3, 1, 1, 128, 128, 3),
+    ("layer3.0.conv1", 28, 28, 3, 2, 1, 128, 256, 1), ("layer3.0.down", 28, 28, 1, 2, 0, 128, 256, 1),
+    ("layer3", 14, 14, 3, 1, 1, 256, 256, 3),
+    ("layer4.0.conv1", 14, 14, 3, 2, 1, 256, 512, 1), ("layer4.0.down", 14, 14, 1, 2, 0, 256, 512, 1),
+    ("layer4", 7, 7, 3, 1, 1, 512, 512, 3),
+    ("fc", 1, 1, 1, 1, 0, 512, 1000, 1),
+]
+
+
+def imagenet_cycles(config: ArrayConfig) -> int:
+    tm = timing(config)
+    total = 0
+    for _, h, w, k, s, p, c_in, c_out, rep in IMAGENET_RESNET18:
+        ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        total += rep * gemm_cycles(ho * wo, c_in * k * k, c_out, config, tm).cycles
+    return total
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    config = ArrayConfig(rows=32, cols=32, act_bits=8, weight_bits=8, pe_acc_bits=20,
+                         overflow="wrap")
+    model = resnet18_random(seed=0)
+    x = torch.rand(32, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model(x)                                   # warm-up
+        t0 = time.perf_counter()
+        model(x)
+        t_float = time.perf_counter() - t0
+    print(f"ResNet-18 CIFAR batch 32 on {config.name}")
+    print(f"  float forward   {t_float:8.3f} s")
+    for extremes in (False, True):
+        t0 = time.perf_counter()
+        res = simulate_model(model, [(x, None)], config, reference=False, extremes=extremes)
+        t_tlm = time.perf_counter() - t0
+        events = sum(s.pe_events + s.acc_events for s in res.layers)
+        what = "with exact psum extremes" if extremes else "values, events, cycles"
+        print(f"  TLM forward     {t_tlm:8.3f} s  ({t_tlm / t_float:.1f}x float; target < 10x) "
+              f"[{what}]; cycles {res.total_cycles:,}, overflow events {events:,}")
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"  peak RSS        {peak_gb:8.2f} GB (target < 8 GB)")
+    reps = 20
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        cyc = imagenet_cycles(config)
+    t_cyc = (time.perf_counter() - t0) / reps
+    print(f"ImageNet ResNet-18 cycles alone: {cyc:,} cycles in {t_cyc * 1e3:.2f} ms (target < 100 ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""The canonical schedule of SPEC section 6: how a GEMM becomes tile steps and stream beats.
+
+This is the one description of the schedule. The cocotb driver sends exactly these beats and the
+TLM counts cycles from :func:`steps`; nothing else re-derives the loop order.
+
+Loop order, outermost first: column group g (``ceil(O / C)``), chunk of at most ``acc_depth``
+vectors ``[t0, t1)``, row fold f (``ceil(K / R)``). Each step sends tile (f, g) on ``w`` (R beats,
+``w_last`` on beat R - 1) and its bias beat on ``b``, then the chunk on ``x`` with
+``x_addr = t - t0``, ``x_first`` on the chunk's first beat, ``x_init`` iff f = 0 and ``x_emit`` iff f
+is the last fold. Every ``x_emit`` beat yields one ``y`` beat, in order.
+
+Lane packing (:func:`pack_lanes`, :func:`unpack_lanes`) is also defined here, once: lane c of a
+word sits at bits ``c * width ..``, two's complement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from accel.config import ArrayConfig
+from accel.golden import GemmResult, check_operands
+
+__all__ = ["Step", "Beats", "steps", "count_folds", "count_groups", "beats", "expected_lanes",
+           "pack_lanes", "unpack_lanes"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One tile step of the canonical schedule.
+
+    Attributes
+    ----------
+    g : int
+        Column group: output channels ``[g * C, min((g + 1) * C, O))``.
+    t0, t1 : int
+        The chunk of vectors ``[t0, t1)`` (``t1 - t0 <= acc_depth``), addresses ``t - t0``.
+    f : int
+        Row fold: reduction rows ``[f * R, min((f + 1) * R, K))``.
+    folds : int
+        Number of row folds F of the GEMM (``emit`` iff ``f == folds - 1``).
+    """
+
+    g: int
+    t0: int
+    t1: int
+    f: int
+    folds: int
+
+    @property
+    def vectors(self) -> int:
+        """Number of ``x`` beats of this step (``t1 - t0``)."""
+        return self.t1 - self.t0
+
+    @property
+    def init(self) -> bool:
+        """``x_init`` of every beat of this step: the first fold preloads the bias."""
+        return self.f == 0
+
+    @property
+    def emit(self) -> bool:
+        """``x_emit`` of every beat of this step: the last fold sends results on ``y``."""
+        return self.f == self.folds - 1
+
+
+def _check_shape(t: int, k: int, o: int) -> None:
+    for name, v, lo in (("T", t, 0), ("K", k, 1), ("O", o, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise ValueError(f"GEMM size {name} must be an integer >= {lo}, not {v!r}")
+
+
+def count_folds(k: int, config: ArrayConfig) -> int:
+    """Number of row folds F = ceil(K / R)."""
+    return -(-k // config.rows)
+
+
+def count_groups(o: int, config: ArrayConfig) -> int:
+    """Number of column groups G = ceil(O / C)."""
+    return -(-o // config.cols)
+
+
+def steps(t: int, k: int, o: int, config: ArrayConfig) -> list[Step]:
+    """The canonical tile steps of a GEMM ``Y[T, O] = X[T, K] . W[K, O]``, in schedule order.
+
+    Cheap (no operands): ``G * ceil(T / acc_depth) * F`` steps. A tile is re-sent for every chunk.
+    """
+    _check_shape(t, k, o)
+    folds, d = count_folds(k, config), config.acc_depth
+    return [Step(g, t0, min(t0 + d, t), f, folds)
+            for g in range(count_groups(o, config))
+            for t0 in range(0, t, d)
+            for f in range(folds)]
+
+
+# --- lane packing ----------------------------------------------------------------------------
+
+def pack_lanes(values: object, width: int) -> list[int]:
+    """Pack rows of lanes into words: lane c at bits ``c * width ..``, two's complement.
+
+    Parameters
+    ----------
+    values : int [n, L]
+        Lane values; each must fit ``width`` bits signed or unsigned (it is reduced modulo
+        2^width, so -1 and 2^width - 1 give the same bits).
+    width : int
+        Lane width in bits (1 .. 64).
+
+    Returns
+    -------
+    list of int
+        n words of ``L * width`` bits (non-negative Python ints).
+    """
+    v = np.asarray(values, dtype=np.int64)
+    if v.ndim != 2:
+        raise ValueError(f"pack_lanes needs a 2-D array [words, lanes], not shape {v.shape}")
+    if not 1 <= width <= 64:
+        raise ValueError(f"lane width must be between 1 and 64 bits, not {width}")
+    n, lanes = v.shape
+    u = v.view(np.uint64) if v.flags.c_contiguous else np.ascontiguousarray(v).view(np.uint64)
+    bits = ((u[:, :, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    packed = np.packbits(bits.reshape(n, lanes * width), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+
+
+def unpack_lanes(words: list[int] | np.ndarray, lanes: int, width: int, signed: bool = True
+                 ) -> np.ndarray:
+    """Inverse of :func:`pack_lanes`: words of ``lanes * width`` bits to int64 ``[n, lanes]``.
+
+    Lane c is bits ``c * width ..`` of each word, read as two's complement when ``signed``.
+    A word wider than ``lanes * width`` bits is an error.
+    """
+    if not 1 <= width <= 64:
+        raise ValueError(f"lane width must be between 1 and 64 bits, not {width}")
+    total = lanes * width
+    nbytes = max(1, (total + 7) // 8)
+    words = [int(w) for w in words]
+    for i, w in enumerate(words):
+        if w < 0 or w >> total:
+            raise ValueError(f"word {i} = {w:#x} does not fit {lanes} lanes of {width} bits")
+    if not words:
+        return np.zeros((0, lanes), dtype=np.int64)
+    raw = np.frombuffer(b"".join(w.to_bytes(nbytes, "little") for w in words), dtype=np.uint8)
+    bits = np.unpackbits(raw.reshape(len(words), nbytes), axis=1, bitorder="little")
+    bits = bits[:, :total].reshape(len(words), lanes, width).astype(np.uint64)
+    val = (bits << np.arange(width, dtype=np.uint64)).sum(axis=2, dtype=np.uint64).view(np.int64)
+    if signed and width < 64:
+        val = val - (bits[:, :, -1].astype(np.int64) << width)
+    return val
+
+
+# --- beats ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Beats:
+    """Every beat of one GEMM under the canonical schedule, payloads packed as on the ports.
+
+    Attributes
+    ----------
+    w_data : list of int
+        ``C * M``-bit words, one weight-tile row per beat (R beats per step).
+    w_last : bool [n_w]
+        True exactly on beat R - 1 of each tile.
+    b_data : list of int
+        ``C * Q``-bit words, one bias beat per step.
+    x_data : list of int
+        ``R * W``-bit words (W = ``config.lane_bits``), one vector per beat.
+    x_addr : int64 [n_x]
+        ``t - t0``.
+    x_first, x_init, x_emit : bool [n_x]
+    y_order : int64 [n_y, 2]
+        ``(t, g)`` of each expected ``y`` beat, in order of the ``x_emit`` beats.
+    """
+
+    w_data: list[int]
+    w_last: np.ndarray
+    b_data: list[int]
+    x_data: list[int]
+    x_addr: np.ndarray
+    x_first: np.ndarray
+    x_init: np.ndarray
+    x_emit: np.ndarray
+    y_order: np.ndarray
+
+
+def beats(x: object, w: object, bias: object | None, config: ArrayConfig) -> Beats:
+    """The beats of ``Y = X . W (+ bias)`` on ``w``, ``b`` and ``x``, and the expected ``y`` order.
+
+    Parameters
+    ----------
+    x : int [T, K]
+        Lane codes (``config.lane_range``); rows beyond K are sent as zero lanes.
+    w : int [K, O]
+        Signed M-bit weights; rows >= K and columns >= O of a tile are zeros.
+    bias : int [O] or None
+        Q-bit bias (zeros when None).
+    """
+    x, w, b = check_operands(x, w, config, bias)
+    t_n, k_n = x.shape
+    o_n = w.shape[1]
+    r, c = config.rows, config.cols
+    plan = steps(t_n, k_n, o_n, config)
+    folds, groups = count_folds(k_n, config), count_groups(o_n, config)
+    wp = np.zeros((folds * r, groups * c), dtype=np.int64)
+    wp[:k_n, :o_n] = w
+    xp = np.zeros((t_n, folds * r), dtype=np.int64)
+    xp[:, :k_n] = x
+    bp = np.zeros(groups * c, dtype=np.int64)
+    bp[:o_n] = b
+    # every weight row of every group packed once: w_rows[g][k]
+    w_rows = [pack_lanes(wp[:, g * c:(g + 1) * c], config.weight_bits) for g in range(groups)]
+    b_words = pack_lanes(bp.reshape(groups, c), config.out_bits)
+    x_words = [pack_lanes(xp[:, f * r:(f + 1) * r], config.lane_bits) for f in range(folds)]
+
+    w_data: list[int] = []
+    b_data: list[int] = []
+    x_data: list[int] = []
+    x_addr, x_first, x_init, x_emit, y_order = [], [], [], [], []
+    for s in plan:
+        w_data += w_rows[s.g][s.f * r:(s.f + 1) * r]
+        b_data.append(b_words[s.g])
+        x_data += x_words[s.f][s.t0:s.t1]
+        n = s.vectors
+        x_addr.append(np.arange(n))
+        first = np.zeros(n, dtype=bool)
+        first[:1] = True
+        x_first.append(first)
+        x_init.append(np.full(n, s.init))
+        x_emit.append(np.full(n, s.emit))
+        if s.emit:
+            y_order.append(np.stack([np.arange(s.t0, s.t1), np.full(n, s.g)], axis=1))
+    w_last = np.tile(np.arange(r) == r - 1, len(plan))
+
+    def cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    return Beats(w_data, w_last, b_data, x_data, cat(x_addr, np.int64), cat(x_first, bool),
+                 cat(x_init, bool), cat(x_emit, bool),
+                 cat(y_order, np.int64).reshape(-1, 2))
+
+
+def expected_lanes(result: GemmResult, y_order: np.ndarray, config: ArrayConfig
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expected ``y`` beats as lanes: ``(y [n_y, C], pe_ovf [n_y, C], acc_ovf [n_y, C])``.
+
+    Lane c of beat ``(t, g)`` is output ``(t, g * C + c)``; columns >= O are 0 with clear flags.
+    """
+    t_n, o_n = result.y.shape
+    c = config.cols
+    groups = count_groups(o_n, config) if o_n else 0
+    width = groups * c
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        out = np.zeros((t_n, width), dtype=a.dtype)
+        out[:, :o_n] = a
+        return out.reshape(t_n, groups, c)
+
+    t, g = y_order[:, 0], y_order[:, 1]
+    return pad(result.y)[t, g], pad(result.pe_overflow)[t, g], pad(result.acc_overflow)[t, g]
