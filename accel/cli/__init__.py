@@ -16,6 +16,7 @@ from accel.cli.base import Verb
 VERBS: list[tuple[str, str, str]] = [
     ("gemm", "accel.cli.gemm", "Gemm"),
     ("generate", "accel.cli.generate", "Generate"),
+    ("verify", "accel.cli.verify", "Verify"),
     ("simulate", "accel.cli.simulate", "Simulate"),
 ]
 

@@ -1,0 +1,101 @@
+"""``accel verify``: run the cocotb suite on one array configuration and summarise the results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from accel.cli.base import Verb, add_json_argument, emit
+from accel.config import add_config_arguments, config_from_args
+
+SCENARIO_NAMES = ("all", "canonical", "random", "stall", "extreme", "reset")
+
+
+class Verify(Verb):
+    help = "verify the generated RTL of one configuration against the golden model (cocotb)"
+    examples = """examples:
+  accel verify --rows 4 --cols 4 --pe-acc-bits 16 --overflow saturate
+  accel verify --config array.toml --sim icarus --seed 7 --scenario stall --waves fst
+  accel verify --rows 8 --cols 8 --xcheck --json out/verify.json
+
+Scenarios: canonical (multi-fold GEMMs, canonical stimulus: cycles and latency measured),
+random (random shapes, bias, T = 1), stall (random gaps, long y back-pressure), extreme
+(operands at the rails, overflow on purpose), reset (reset with beats in flight, then a fresh
+job); 'all' runs every one. Builds are cached under sim_build/ by configuration hash.
+"""
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        run = parser.add_argument_group("simulation")
+        run.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
+                         help="simulator (default verilator)")
+        run.add_argument("--seed", type=int, default=1, help="seed of every random choice "
+                         "(default 1)")
+        run.add_argument("--scenario", choices=SCENARIO_NAMES, default="all",
+                         help="which jobs to run (default all)")
+        run.add_argument("--waves", nargs="?", const="fst", choices=("fst", "vcd"), default=None,
+                         help="dump waves (FST unless 'vcd'; Icarus always writes FST)")
+        run.add_argument("--jobs", type=int, default=None, metavar="N",
+                         help="run only the first N jobs (GEMMs from reset) of the scenario "
+                              "(default: all of them)")
+        run.add_argument("--xcheck", action="store_true",
+                         help="Verilator with X randomised, run with two +verilator+seed values "
+                              "that must give identical y")
+        run.add_argument("--build-root", default=None, metavar="DIR",
+                         help="build cache root (default $ACCEL_SIM_BUILD or ./sim_build)")
+        add_config_arguments(parser)
+        add_json_argument(parser)
+
+    def run(self, args: argparse.Namespace) -> int:
+        config = config_from_args(args)
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
+        if args.xcheck and args.sim != "verilator":
+            raise ValueError("--xcheck needs --sim verilator (X randomisation is a Verilator "
+                             "feature)")
+        from sim.runner import SimulatorMissing, VerifyError, run, xcheck
+
+        print(f"verifying {config.name} on {args.sim} (scenario {args.scenario}, seed "
+              f"{args.seed}); building if not cached ...", file=sys.stderr)
+        try:
+            if args.xcheck:
+                runs = xcheck(config, args.scenario, args.seed, root=args.build_root)
+                results = {**runs[0], "xcheck_runs": len(runs)}
+            else:
+                results = run(config, args.scenario, args.seed, args.sim, waves=args.waves,
+                              max_jobs=args.jobs, root=args.build_root)
+        except SimulatorMissing as e:
+            print(f"accel verify: {e}", file=sys.stderr)
+            return 2
+        except VerifyError as e:
+            print(f"accel verify: FAILED\n{e}", file=sys.stderr)
+            if e.results:
+                emit(args, summarise(e.results), e.results)
+            return 1
+        emit(args, summarise(results), results)
+        return 0
+
+
+def summarise(res: dict[str, Any]) -> str:
+    """Human summary of a results dict written by the testbench."""
+    cov = res.get("coverage", {})
+    bins = cov.get("bins", {})
+    lines = [
+        f"config {res.get('config_hash')}  scenario {res.get('scenario')}  seed {res.get('seed')}"
+        f"  simulator {res.get('simulator')}",
+        "transfers: " + ", ".join(f"{k} {v}" for k, v in res.get("transfers", {}).items()),
+        f"y beats checked: {res.get('y_checked', 0)}   mismatches: {len(res.get('mismatches', []))}",
+        f"coverage: {sum(1 for v in bins.values() if v)} bins hit"
+        + (f", MISSING {', '.join(cov['missing'])}" if cov.get("missing") else ""),
+    ]
+    lines += [f"  {k:<26} {v}" for k, v in bins.items()]
+    lines.append("jobs (T, K, O; cycles under canonical stimulus):")
+    for j in res.get("jobs", []):
+        cyc = j.get("cycles", "-" if j["complete"] else "reset")
+        lines.append(f"  {j['name']:<20} T={j['T']:<4} K={j['K']:<4} O={j['O']:<4} folds "
+                     f"{j['folds']} groups {j['groups']}  cycles {cyc}")
+    lines.append(f"simulated: {res.get('edges', 0)} edges at "
+                 f"{res.get('cycles_per_second', 0.0):,.0f} cycles/s")
+    if res.get("error"):
+        lines.append(f"error: {res['error']}")
+    return "\n".join(lines)
