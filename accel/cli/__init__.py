@@ -18,6 +18,7 @@ VERBS: list[tuple[str, str, str]] = [
     ("generate", "accel.cli.generate", "Generate"),
     ("verify", "accel.cli.verify", "Verify"),
     ("simulate", "accel.cli.simulate", "Simulate"),
+    ("quantize", "accel.cli.quantize", "Quantize"),
 ]
 
 
