@@ -14,11 +14,15 @@ from accel.cli.base import Verb
 
 #: (verb name, module path, class name) — the one list of commands.
 VERBS: list[tuple[str, str, str]] = [
+    ("demo", "accel.cli.demo", "Demo"),
     ("gemm", "accel.cli.gemm", "Gemm"),
     ("generate", "accel.cli.generate", "Generate"),
     ("verify", "accel.cli.verify", "Verify"),
     ("simulate", "accel.cli.simulate", "Simulate"),
     ("quantize", "accel.cli.quantize", "Quantize"),
+    ("synth", "accel.cli.synth", "Synth"),
+    ("sweep", "accel.cli.sweep", "Sweep"),
+    ("report", "accel.cli.report", "Report"),
 ]
 
 
