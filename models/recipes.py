@@ -8,6 +8,7 @@ about 20 s.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import platform
@@ -26,7 +27,7 @@ from accel.quant import (OAQController, calibrate, export_int_model, quantize_mo
 from accel.quant.intmodel import IntModel
 from models.digits import INPUT_RANGE, build_model, load_split
 
-__all__ = ["Recipe", "seed_everything", "provenance", "train_float", "train_quant",
+__all__ = ["Recipe", "deterministic", "provenance", "train_float", "train_quant",
            "float_accuracy", "int_accuracy", "save_float", "load_float", "resolve_model",
            "QuantResult"]
 
@@ -49,20 +50,28 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-def seed_everything(seed: int, threads: int = 1) -> torch.Generator:
-    """Seed torch and numpy, fix the thread count, force deterministic kernels; a data generator."""
+@contextlib.contextmanager
+def deterministic(seed: int, threads: int = 1) -> Iterator[torch.Generator]:
+    """Seed torch and numpy, fix the thread count and force deterministic kernels while training;
+    yields a data generator. The process-wide settings are restored on exit, so later code (for
+    example torch's quantized kernels, which have no deterministic variant) is not affected."""
+    was_deterministic, was_threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     torch.manual_seed(seed)
     np.random.seed(seed)
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True)
-    return torch.Generator().manual_seed(seed)
+    try:
+        yield torch.Generator().manual_seed(seed)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(was_threads)
 
 
 def provenance(seed: int, recipe: Recipe) -> dict[str, Any]:
     """Seed, recipe, thread count and library versions (JSON-able)."""
     import sklearn
 
-    return {"seed": seed, "recipe": recipe.to_dict(), "threads": torch.get_num_threads(),
+    return {"seed": seed, "recipe": recipe.to_dict(), "threads": recipe.threads,
             "torch": str(torch.__version__), "numpy": np.__version__, "sklearn": sklearn.__version__,
             "python": platform.python_version()}
 
@@ -112,19 +121,19 @@ def resolve_model(spec: str) -> nn.Module:
 def train_float(model_spec: str, seed: int, recipe: Recipe = Recipe(),
                 progress: Callable[[str], None] | None = None) -> tuple[nn.Module, float]:
     """Train a float model from scratch (Adam, cross-entropy); returns it and its test accuracy."""
-    gen = seed_everything(seed, recipe.threads)
-    xtr, ytr, xte, yte = load_split()
-    model = resolve_model(model_spec)
-    opt = torch.optim.Adam(model.parameters(), lr=recipe.float_lr)
-    model.train()
-    for epoch in range(recipe.float_epochs):
-        for xb, yb in _batches(xtr, ytr, recipe.batch, gen):
-            opt.zero_grad()
-            F.cross_entropy(model(xb), yb).backward()
-            opt.step()
-        if progress:
-            progress(f"float epoch {epoch + 1}/{recipe.float_epochs}")
-    return model, float_accuracy(model, xte, yte)
+    with deterministic(seed, recipe.threads) as gen:
+        xtr, ytr, xte, yte = load_split()
+        model = resolve_model(model_spec)
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.float_lr)
+        model.train()
+        for epoch in range(recipe.float_epochs):
+            for xb, yb in _batches(xtr, ytr, recipe.batch, gen):
+                opt.zero_grad()
+                F.cross_entropy(model(xb), yb).backward()
+                opt.step()
+            if progress:
+                progress(f"float epoch {epoch + 1}/{recipe.float_epochs}")
+        return model, float_accuracy(model, xte, yte)
 
 
 @dataclass
@@ -147,34 +156,34 @@ def train_quant(float_model: nn.Module, quantizer: str, config: ArrayConfig, see
     fixed image range). Loss: cross-entropy plus the quantizers' regulariser. OAQ shrinks its clamps
     after every step and finishes with a frozen pass over the training and test sets.
     """
-    gen = seed_everything(seed, recipe.threads)
-    xtr, ytr, xte, yte = load_split()
-    qmodel = quantize_model(float_model, quantizer, config, input_range=INPUT_RANGE,
-                            act_mode=act_mode, tile=tile)
-    calibrate(qmodel, [xtr[i:i + 256] for i in range(0, xtr.shape[0], 256)])
-    ctl = OAQController(qmodel) if quantizer == "oaq" else None
-    opt = torch.optim.Adam(qmodel.parameters(), lr=recipe.qat_lr)
-    qmodel.train()
-    for epoch in range(recipe.qat_epochs):
-        for xb, yb in _batches(xtr, ytr, recipe.batch, gen):
-            opt.zero_grad()
-            loss = F.cross_entropy(qmodel(xb), yb) + regularizer(qmodel).float()
-            loss.backward()
-            opt.step()
-            if ctl is not None:
-                ctl.step()              # this batch's codes, the updated integer weights
-        if progress:
-            progress(f"{quantizer} epoch {epoch + 1}/{recipe.qat_epochs}")
-    oaq = None
-    if ctl is not None:
-        ctl.close()
-        chunks = lambda x: [x[i:i + 256] for i in range(0, x.shape[0], 256)]  # noqa: E731
-        oaq = {"clamps": ctl.clamps(),
-               "residual_train": residual_mismatches(qmodel, chunks(xtr)),
-               "residual_test": residual_mismatches(qmodel, chunks(xte))}
-    qmodel.eval()
-    int_model = export_int_model(qmodel) if isinstance(qmodel, nn.Sequential) else None
-    return QuantResult(qmodel, int_model, float_accuracy(qmodel, xte, yte), oaq)
+    with deterministic(seed, recipe.threads) as gen:
+        xtr, ytr, xte, yte = load_split()
+        qmodel = quantize_model(float_model, quantizer, config, input_range=INPUT_RANGE,
+                                act_mode=act_mode, tile=tile)
+        calibrate(qmodel, [xtr[i:i + 256] for i in range(0, xtr.shape[0], 256)])
+        ctl = OAQController(qmodel) if quantizer == "oaq" else None
+        opt = torch.optim.Adam(qmodel.parameters(), lr=recipe.qat_lr)
+        qmodel.train()
+        for epoch in range(recipe.qat_epochs):
+            for xb, yb in _batches(xtr, ytr, recipe.batch, gen):
+                opt.zero_grad()
+                loss = F.cross_entropy(qmodel(xb), yb) + regularizer(qmodel).float()
+                loss.backward()
+                opt.step()
+                if ctl is not None:
+                    ctl.step()              # this batch's codes, the updated integer weights
+            if progress:
+                progress(f"{quantizer} epoch {epoch + 1}/{recipe.qat_epochs}")
+        oaq = None
+        if ctl is not None:
+            ctl.close()
+            chunks = lambda x: [x[i:i + 256] for i in range(0, x.shape[0], 256)]  # noqa: E731
+            oaq = {"clamps": ctl.clamps(),
+                   "residual_train": residual_mismatches(qmodel, chunks(xtr)),
+                   "residual_test": residual_mismatches(qmodel, chunks(xte))}
+        qmodel.eval()
+        int_model = export_int_model(qmodel) if isinstance(qmodel, nn.Sequential) else None
+        return QuantResult(qmodel, int_model, float_accuracy(qmodel, xte, yte), oaq)
 
 
 def save_float(path: str | Path, model_spec: str, model: nn.Module, meta: dict[str, Any]) -> None:
