@@ -1,1 +1,1 @@
-"""sim: the transaction-level model, the canonical schedule and the cocotb testbenches."""
+"""sim: the transaction-level model, the canonical schedule, the cocotb testbenches and design-space sweeps."""

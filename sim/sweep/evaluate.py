@@ -1,0 +1,224 @@
+"""The evaluation of one design point: :func:`evaluate_point` (a :class:`PointSpec` -> a store row).
+
+This is the only function a sweep's workers run. It calls the other parts' public APIs:
+
+* values and overflow events: :func:`accel.golden.gemm` (``gemm`` workload) or
+  :meth:`accel.quant.intmodel.IntModel.run` (a checkpoint on the digits test split);
+* adversarial inputs per layer: :func:`sim.sweep.adversarial.adversarial_codes` through the
+  golden model at the point's P, Q, R and overflow mode;
+* cycles and utilisation of one inference: :func:`sim.cycles.gemm_cycles` per GEMM (closed form
+  from the canonical schedule and the RTL's timing numbers);
+* area: :func:`rtl_gen.synth.flow.synthesize` of the whole array (cached on disk by the synth flow).
+
+``sim``, ``rtl_gen`` and ``models`` are imported inside the functions that need them, as the CLI
+verbs do: ``accel`` itself never depends on them at import time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+import socket
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from accel.config import ArrayConfig
+from accel.golden import GemmResult, gemm
+from sim.sweep.adversarial import adversarial_codes
+from sim.sweep.catalog import GEMM_MODEL
+from sim.sweep.spec import PointSpec
+
+__all__ = ["evaluate_point", "infeasible", "synth_targets", "SYNTH_BLOCK"]
+
+#: The block synthesised for a point's area (the whole array, top module).
+SYNTH_BLOCK = "array"
+
+
+def synth_targets() -> tuple[str, ...]:
+    """Names of the synthesis targets (:data:`rtl_gen.synth.targets.TARGETS`)."""
+    from rtl_gen.synth.targets import TARGETS
+
+    return tuple(TARGETS)
+
+
+def evaluate_point(spec: PointSpec) -> dict[str, Any]:
+    """Evaluate one design point and return its store row (see :data:`sim.sweep.store.COLUMNS`).
+
+    Accuracy is a share in 0..1: of test samples classified right (models), or of GEMM outputs
+    equal to the exact int64 result (``gemm`` workload, whose float accuracy is 1). A point the
+    array cannot run (:func:`infeasible`) is a row too: no accuracy, the reason in ``note``. Event counts
+    are overflow events (SPEC section 2) summed over the layers; ``layers`` lists them per layer.
+    ``cycles`` are those of one inference (batch 1; ``gemm``: the whole GEMM as one job).
+    """
+    start = time.perf_counter()
+    config = spec.config
+    row: dict[str, Any] = dict(zip(("config_hash", "model", "quantizer", "act_bits", "weight_bits",
+                                    "target_p", "checkpoint_hash"), spec.key))
+    row.update(rows=config.rows, cols=config.cols, act_signed=config.act_signed,
+               pe_acc_bits=config.pe_acc_bits, out_acc_bits=config.out_bits,
+               overflow=config.overflow, acc_depth=config.acc_depth,
+               overq=config.to_dict()["overq"], config=config.to_dict(),
+               checkpoint=spec.checkpoint)
+    if spec.model == GEMM_MODEL:
+        row.update(_evaluate_gemm(spec))
+    else:
+        row.update(_evaluate_model(spec))
+    layers = row["layers"]
+    for col in ("pe_events", "acc_events", "adv_pe_events", "adv_acc_events"):
+        vals = [lay[col] for lay in layers if lay.get(col) is not None]
+        row[col] = sum(vals) if layers and len(vals) == len(layers) else None
+    versions = _versions()
+    if spec.synth is not None:
+        row.update(_synthesize(config, spec.synth, versions))
+    row["versions"] = versions
+    row["seconds"] = time.perf_counter() - start
+    row["host"] = socket.gethostname()
+    row["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return row
+
+
+# --- workloads ------------------------------------------------------------------------------------
+
+def _evaluate_gemm(spec: PointSpec) -> dict[str, Any]:
+    from accel.cli.gemm import random_operands
+
+    cfg, opt = spec.config, spec.options
+    x, w, b = random_operands(cfg, opt["t"], opt["k"], opt["o"], opt["dist"], opt["seed"], opt["bias"])
+    res = gemm(x, w, cfg, b)
+    exact = x @ w + (b if b is not None else 0)
+    layer = _layer_events("gemm", res)
+    if spec.adversarial:
+        layer.update(_adversarial_events([(w, b)], cfg.lane_range, cfg))
+    cyc = _cycles([(opt["t"], opt["k"], opt["o"])], cfg)
+    return {"accuracy": float(np.mean(res.y == exact)), "float_accuracy": 1.0,
+            "samples": int(res.y.size), "affected_share": layer["affected"] / max(1, res.y.size),
+            "layers": [layer], **cyc, "extra": {"workload": opt}}
+
+
+def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
+    from accel.quant.intmodel import load_int_model
+    from models.digits import load_split
+
+    cfg = spec.config
+    model = load_int_model(spec.checkpoint)
+    meta = model.meta
+    float_acc = spec.options.get("float_accuracy", meta.get("float_accuracy"))
+    reason = infeasible(model.layers, cfg)
+    if reason is not None:          # the array refuses this checkpoint: a result, not an error
+        return {"accuracy": None, "float_accuracy": None if float_acc is None else float(float_acc),
+                "layers": [],
+                "note": reason, "extra": {"recorded_accuracy": meta.get("accuracy")}}
+    _, _, x_test, y_test = load_split()
+    run = model.run(x_test.numpy(), cfg)
+    labels = y_test.numpy()
+    accuracy = float(np.mean(np.argmax(run.logits, axis=1) == labels))
+    layers, shapes = [], []
+    samples = int(labels.shape[0])
+    for stats in run.layers:
+        lay = model.layer(stats.name)
+        entry = {"name": stats.name, "kind": lay.kind, "outputs": stats.outputs,
+                 "pe_events": stats.pe_events, "acc_events": stats.acc_events,
+                 "affected": stats.affected}
+        gemms = _gemm_operands(lay)
+        if spec.adversarial:
+            lo, hi = lay.input_range
+            hi = min(hi, model.input_clamps.get(lay.name, hi))
+            lo = -(hi + 1) if lay.act_signed else lo
+            entry.update(_adversarial_events(gemms, (lo, hi), cfg))
+        # vectors of one inference per GEMM: outputs = samples * T1 * O
+        t1 = stats.outputs // (samples * lay.out_channels)
+        shapes += [(t1, w.shape[0], w.shape[1]) for w, _ in gemms]
+        layers.append(entry)
+    outputs = sum(s.outputs for s in run.layers)
+    return {"accuracy": accuracy, "float_accuracy": None if float_acc is None else float(float_acc),
+            "samples": samples,
+            "affected_share": sum(s.affected for s in run.layers) / max(1, outputs),
+            "layers": layers, **_cycles(shapes, cfg),
+            "extra": {"recorded_accuracy": meta.get("accuracy")}}
+
+
+def infeasible(layers: list[Any], config: ArrayConfig) -> str | None:
+    """Why the array cannot run these integer layers at all, or None.
+
+    The array rejects operands rather than wrapping them (SPEC section 2): input codes wider than
+    its lanes, weights wider than M, or a bias (zero-point correction included) outside Q bits.
+    """
+    llo, lhi = config.lane_range
+    qlo, qhi = config.out_range
+    for lay in layers:
+        lo, hi = lay.input_range
+        if lo < llo or hi > lhi:
+            return (f"layer {lay.name}: input codes [{lo}, {hi}] do not fit the array's lanes "
+                    f"[{llo}, {lhi}]")
+        if lay.weight_bits > config.weight_bits:
+            return f"layer {lay.name}: {lay.weight_bits}-bit weights exceed M = {config.weight_bits}"
+        if lay.bias is not None and lay.bias.size:
+            bad = np.flatnonzero((lay.bias < qlo) | (lay.bias > qhi))
+            if bad.size:
+                c = int(bad[0])
+                return (f"layer {lay.name}: bias {int(lay.bias[c])} of channel {c} does not fit "
+                        f"Q = {config.out_bits} bits [{qlo}, {qhi}]")
+    return None
+
+
+def _gemm_operands(layer: Any) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """``(w [K, O_g], bias [O_g])`` of each group of an integer layer (SPEC section 1 order)."""
+    o = layer.out_channels
+    wmat = layer.weight.reshape(o, -1)
+    g = layer.groups
+    og = o // g
+    bias = layer.bias
+    return [(wmat[i * og:(i + 1) * og].T, None if bias is None else bias[i * og:(i + 1) * og])
+            for i in range(g)]
+
+
+# --- measurements ---------------------------------------------------------------------------------
+
+def _layer_events(name: str, res: GemmResult) -> dict[str, Any]:
+    return {"name": name, "outputs": int(res.y.size), "pe_events": int(res.pe_events),
+            "acc_events": int(res.acc_events),
+            "affected": int((res.pe_overflow | res.acc_overflow).sum())}
+
+
+def _adversarial_events(gemms: list[tuple[np.ndarray, np.ndarray | None]], x_range: tuple[int, int],
+                        config: ArrayConfig) -> dict[str, int]:
+    """Overflow events of every GEMM of a layer on its adversarial inputs."""
+    pe = acc = 0
+    for w, b in gemms:
+        res = gemm(adversarial_codes(w, x_range), w, config, b)
+        pe += res.pe_events
+        acc += res.acc_events
+    return {"adv_pe_events": int(pe), "adv_acc_events": int(acc)}
+
+
+def _cycles(shapes: list[tuple[int, int, int]], config: ArrayConfig) -> dict[str, Any]:
+    """Cycles, MACs and utilisation of running the GEMMs ``(T, K, O)`` one job after another."""
+    from sim.cycles import gemm_cycles
+
+    jobs = [gemm_cycles(t, k, o, config) for t, k, o in shapes]
+    cycles = sum(j.cycles for j in jobs)
+    macs = sum(j.macs for j in jobs)
+    return {"cycles": cycles, "macs": macs,
+            "utilisation": macs / (cycles * config.rows * config.cols) if cycles else None}
+
+
+def _synthesize(config: ArrayConfig, target: str, versions: dict[str, str]) -> dict[str, Any]:
+    from rtl_gen.synth.flow import synthesize
+
+    rep = synthesize(config, SYNTH_BLOCK, target)
+    versions.update({f"synth:{k}": v for k, v in rep.tools.items()})
+    return {"synth_target": target, "area": float(rep.area), "area_unit": rep.area_unit,
+            "luts": rep.resources.get("luts"), "ffs": rep.resources.get("ffs")}
+
+
+def _versions() -> dict[str, str]:
+    import accel
+
+    out = {"accel-hw": accel.__version__, "python": platform.python_version(),
+           "numpy": np.__version__}
+    if "torch" in sys.modules:
+        out["torch"] = sys.modules["torch"].__version__
+    return out

@@ -1,0 +1,166 @@
+"""Where points run: local worker processes (default) or an existing Dask distributed cluster.
+
+An executor takes the points and yields ``(spec, row, error)`` as each finishes, in completion
+order; the caller (:func:`sim.sweep.run.run_sweep`) writes rows to the store as they arrive, so
+workers never touch the database and a cluster needs no shared file system.
+
+* :class:`LocalExecutor`: a ``ProcessPoolExecutor`` of ``workers`` processes (default 2, one per
+  core of a laptop). A worker that dies (killed, out of memory) breaks the pool: the points in
+  flight are reported with :class:`WorkerLost` and the sweep stops; a rerun resumes.
+* :class:`DaskExecutor`: ``distributed.Client(address)`` on a running scheduler (a
+  ``dask-jobqueue`` SLURMCluster / LSFCluster's ``scheduler_address``, or a ``LocalCluster``). The
+  workers must have accel-hw installed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from sim.sweep.errors import SweepError
+from sim.sweep.spec import PointSpec
+
+__all__ = ["Executor", "LocalExecutor", "DaskExecutor", "WorkerLost", "make_executor", "EXECUTORS"]
+
+EXECUTORS = ("local", "dask")
+Evaluator = Callable[[PointSpec], dict[str, Any]]
+Outcome = tuple[PointSpec, dict[str, Any] | None, BaseException | None]
+
+
+class WorkerLost(RuntimeError):
+    """A worker process died while it ran a point (the point is not recorded; rerun to resume)."""
+
+
+class Executor:
+    """Runs ``evaluate`` on every point; yields outcomes as points finish."""
+
+    name = "executor"
+
+    def run(self, evaluate: Evaluator, points: list[PointSpec]) -> Iterator[Outcome]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+def _worker_init() -> None:
+    # each worker gets one core's worth of threads; set before numpy/torch load their pools
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+class LocalExecutor(Executor):
+    """Local processes (``spawn``: a fresh interpreter per worker, no inherited threads).
+
+    Parameters
+    ----------
+    workers : int
+        Worker processes (default 2).
+    """
+
+    name = "local"
+
+    def __init__(self, workers: int = 2) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise SweepError(f"--workers must be a positive integer, not {workers!r}")
+        self.workers = workers
+
+    def describe(self) -> str:
+        return f"{self.workers} local worker process{'es' if self.workers > 1 else ''}"
+
+    def run(self, evaluate: Evaluator, points: list[PointSpec]) -> Iterator[Outcome]:
+        if not points:
+            return
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(points)), mp_context=ctx,
+                                 initializer=_worker_init) as pool:
+            pending: dict[Future, PointSpec] = {}
+            todo = iter(points)
+
+            def submit_one() -> None:
+                spec = next(todo, None)
+                if spec is not None:
+                    pending[pool.submit(evaluate, spec)] = spec
+
+            # keep the queue short: a killed sweep then loses at most `workers` points in flight
+            for _ in range(2 * self.workers):
+                submit_one()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    spec = pending.pop(fut)
+                    try:
+                        yield spec, fut.result(), None
+                    except BrokenProcessPool:
+                        lost = [spec, *pending.values()]
+                        pending.clear()
+                        for s in lost:
+                            yield s, None, WorkerLost(
+                                "a worker process died (killed or out of memory) while points were "
+                                "running; finished points are saved: run the same sweep again to "
+                                "resume")
+                        return
+                    except Exception as e:  # the point's own error: record it, go on
+                        yield spec, None, e
+                    submit_one()
+
+
+class DaskExecutor(Executor):
+    """Points as tasks on a Dask distributed cluster.
+
+    Parameters
+    ----------
+    scheduler : str
+        Address of a running scheduler (``tcp://host:8786``).
+    """
+
+    name = "dask"
+
+    def __init__(self, scheduler: str) -> None:
+        if not scheduler:
+            raise SweepError("--executor dask needs --scheduler ADDRESS (e.g. tcp://host:8786), "
+                             "the address of a running Dask scheduler")
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise SweepError("--executor dask needs the 'distributed' package: "
+                             "pip install 'dask[distributed]' (or accel-hw[cluster])") from None
+        self.scheduler = scheduler
+
+    def describe(self) -> str:
+        return f"Dask cluster at {self.scheduler}"
+
+    def run(self, evaluate: Evaluator, points: list[PointSpec]) -> Iterator[Outcome]:
+        from distributed import Client, as_completed
+
+        try:
+            client = Client(self.scheduler, timeout="20s")
+        except OSError as e:
+            raise SweepError(f"cannot reach the Dask scheduler at {self.scheduler}: {e}") from None
+        try:
+            futures = [client.submit(evaluate, spec, pure=False) for spec in points]
+            by_key = {fut.key: spec for fut, spec in zip(futures, points)}
+            for fut in as_completed(futures):
+                spec = by_key[fut.key]
+                try:
+                    yield spec, fut.result(), None
+                except Exception as e:
+                    yield spec, None, e
+                fut.release()
+        finally:
+            client.close()
+
+
+def make_executor(name: str, workers: int = 2, scheduler: str | None = None) -> Executor:
+    """The executor called ``name`` (:data:`EXECUTORS`), checked before any work."""
+    if name == "local":
+        if scheduler:
+            raise SweepError("--scheduler is only used with --executor dask")
+        return LocalExecutor(workers)
+    if name == "dask":
+        return DaskExecutor(scheduler or "")
+    raise SweepError(f"--executor must be one of {', '.join(EXECUTORS)}, not {name!r}")

@@ -1,0 +1,226 @@
+"""Sweep definitions: a TOML file (or the same table built from CLI flags) expanded to points.
+
+Everything is checked here, before any point runs: TOML syntax, unknown keys, value types, every
+configuration (``ArrayConfig`` validation), model and quantizer names, and that the checkpoints
+asked for exist. A sweep file::
+
+    models = ["cnn", "mlp"]                 # required; "gemm" is a random GEMM workload
+    quantizers = ["a2q", "a2q+"]            # default: every quantizer with checkpoints
+    checkpoint_p = "match"                  # "match": the checkpoint trained for the array's P
+                                            # (a model retrained per P); an int or a list of ints:
+                                            # those checkpoints on every array (one checkpoint on
+                                            # narrower arrays); "all": every checkpoint
+    adversarial = true                      # also count overflow on adversarial inputs
+    synth = "generic"                       # optional synthesis target for the area columns
+    checkpoints = "path/to/dir"             # optional checkpoint folder (default: the shipped ones)
+
+    [array]                                 # fixed ArrayConfig fields
+    rows = 4
+    cols = 4
+
+    [grid]                                  # ArrayConfig fields to cross (lists)
+    pe_acc_bits = [16, 17, 18, 20]
+    overflow = ["wrap", "saturate"]
+
+    [[points]]                              # extra configurations (fields over [array])
+    pe_acc_bits = 32
+
+    [gemm]                                  # parameters of the "gemm" workload
+    t = 64
+    k = 128
+    o = 32
+    dist = "extreme"                        # "uniform" or "extreme"
+    seed = 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from accel.config import ArrayConfig, ConfigError
+from sim.sweep.catalog import GEMM_MODEL, Catalog, gemm_options
+from sim.sweep.errors import SweepError
+from sim.sweep.spec import PointSpec
+
+__all__ = ["load_sweep", "expand", "SWEEP_KEYS"]
+
+#: Top-level keys of a sweep table and what each must be.
+SWEEP_KEYS = {
+    "models": "a list of model names",
+    "quantizers": "a list of quantizer names",
+    "checkpoint_p": '"match", "all", an integer or a list of integers',
+    "adversarial": "true or false",
+    "synth": "a synthesis target name",
+    "checkpoints": "a checkpoint folder path",
+    "split": 'a dataset split ("test")',
+    "array": "a table of ArrayConfig fields",
+    "grid": "a table of ArrayConfig fields, each a list of values",
+    "points": "an array of tables of ArrayConfig fields",
+    "gemm": "a table of gemm workload parameters (t, k, o, dist, seed, bias)",
+}
+SPLITS = ("test",)
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ArrayConfig))
+
+
+def load_sweep(path: str | Path) -> dict[str, Any]:
+    """Read a sweep TOML file; a syntax error names the file, line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SweepError(f"cannot read sweep file {path}: {e.strerror}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SweepError(f"sweep file {path} is not valid TOML: {e}") from None
+
+
+def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = "sweep"
+           ) -> list[PointSpec]:
+    """Check a sweep table and expand it to its points (configs x models x quantizers x checkpoints).
+
+    Parameters
+    ----------
+    table : dict
+        As read by :func:`load_sweep` (or built from CLI flags).
+    catalog : Catalog, optional
+        Where checkpoints are looked up (default: ``table["checkpoints"]`` or the shipped ones).
+    source : str
+        Name of the file or "flags", used in error messages.
+
+    Raises
+    ------
+    SweepError
+        On any malformed entry, unknown name or missing checkpoint, naming it and what is valid.
+    """
+    unknown = sorted(set(table) - set(SWEEP_KEYS))
+    if unknown:
+        raise SweepError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys are "
+                         f"{', '.join(SWEEP_KEYS)}")
+    models = _str_list(table, "models", source, required=True)
+    quantizers = _str_list(table, "quantizers", source) if "quantizers" in table else None
+    adversarial = table.get("adversarial", True)
+    if not isinstance(adversarial, bool):
+        raise SweepError(f"{source}: adversarial must be {SWEEP_KEYS['adversarial']}, not {adversarial!r}")
+    synth = table.get("synth")
+    if synth is not None:
+        synth = _check_synth(synth, source)
+    split = table.get("split", "test")
+    if split not in SPLITS:
+        raise SweepError(f"{source}: split must be one of {', '.join(map(repr, SPLITS))}, not {split!r}")
+    selector = _checkpoint_selector(table.get("checkpoint_p", "match"), source)
+    if catalog is None:
+        folder = table.get("checkpoints")
+        if folder is not None and not Path(str(folder)).is_dir():
+            raise SweepError(f"{source}: checkpoint folder {folder} does not exist")
+        catalog = Catalog(folder)
+    configs = _configs(table, source)
+    gemm = gemm_options(table.get("gemm", {}), source) if GEMM_MODEL in models else None
+    if "gemm" in table and GEMM_MODEL not in models:
+        raise SweepError(f"{source}: a [gemm] table is given but models does not list {GEMM_MODEL!r}")
+
+    points: list[PointSpec] = []
+    for model in models:
+        catalog.check_model(model, source)
+        for config in configs:
+            common = dict(config=config, model=model, adversarial=adversarial, synth=synth,
+                          split=split)
+            if model == GEMM_MODEL:
+                if quantizers not in (None, ["none"]):
+                    raise SweepError(f"{source}: the {GEMM_MODEL!r} workload has random integer "
+                                     "weights and no quantizer; use quantizers = [\"none\"] or leave "
+                                     "it out")
+                points.append(PointSpec(quantizer="none", checkpoint_hash=catalog.gemm_hash(gemm),
+                                        options=gemm, **common))
+                continue
+            reference = {"float_accuracy": catalog.float_accuracy(model)}
+            for quantizer in quantizers or catalog.quantizers(model):
+                for ck in catalog.select(model, quantizer, config, selector, source):
+                    points.append(PointSpec(quantizer=quantizer, target_p=ck.target_p,
+                                            checkpoint=str(ck.path), checkpoint_hash=ck.hash,
+                                            options=reference, **common))
+    if not points:
+        raise SweepError(f"{source}: the sweep has no points")
+    seen: set[tuple[Any, ...]] = set()
+    unique = []
+    for p in points:                      # a grid may name a configuration twice
+        if p.key not in seen:
+            seen.add(p.key)
+            unique.append(p)
+    return unique
+
+
+def _str_list(table: dict[str, Any], key: str, source: str, required: bool = False) -> list[str]:
+    if key not in table:
+        if required:
+            raise SweepError(f"{source}: {key} is required ({SWEEP_KEYS[key]})")
+        return []
+    v = table[key]
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(s, str) for s in v):
+        raise SweepError(f"{source}: {key} must be {SWEEP_KEYS[key]}, not {v!r}")
+    return v
+
+
+def _check_synth(target: Any, source: str) -> str:
+    from sim.sweep.evaluate import synth_targets
+
+    if target not in synth_targets():
+        raise SweepError(f"{source}: synth must be one of {', '.join(map(repr, synth_targets()))}, "
+                         f"not {target!r}")
+    return target
+
+
+def _checkpoint_selector(v: Any, source: str) -> str | list[int]:
+    if v in ("match", "all"):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v]
+    if isinstance(v, list) and v and all(isinstance(i, int) and not isinstance(i, bool) and i > 0
+                                         for i in v):
+        return v
+    raise SweepError(f"{source}: checkpoint_p must be {SWEEP_KEYS['checkpoint_p']}, not {v!r}")
+
+
+def _config_table(d: Any, where: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise SweepError(f"{where} must be {SWEEP_KEYS['array']}, not {d!r}")
+    bad = sorted(set(d) - set(_CONFIG_FIELDS))
+    if bad:
+        raise SweepError(f"{where}: unknown configuration field(s) {', '.join(bad)}; valid "
+                         f"fields are {', '.join(_CONFIG_FIELDS)}")
+    return d
+
+
+def _configs(table: dict[str, Any], source: str) -> list[ArrayConfig]:
+    base = _config_table(table.get("array", {}), f"{source} [array]")
+    grid = _config_table(table.get("grid", {}), f"{source} [grid]")
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"{source} [grid]: {name} must be a non-empty list of values, not "
+                             f"{values!r}")
+    extra = table.get("points", [])
+    if not isinstance(extra, list):
+        raise SweepError(f"{source}: points must be {SWEEP_KEYS['points']}, not {extra!r}")
+    variants: list[tuple[str, dict[str, Any]]] = []
+    if grid or not extra:
+        names = list(grid)
+        for combo in itertools.product(*(grid[n] for n in names)):
+            variants.append((f"{source} [grid] " + ", ".join(f"{n} = {v!r}" for n, v in
+                                                             zip(names, combo)),
+                             dict(zip(names, combo))))
+    for i, p in enumerate(extra):
+        where = f"{source} [[points]] #{i + 1}"
+        variants.append((where, _config_table(p, where)))
+    configs = []
+    for where, fields in variants:
+        try:
+            configs.append(ArrayConfig.from_dict({**base, **fields}))
+        except (ConfigError, TypeError) as e:
+            raise SweepError(f"{where}: {e}") from None
+    return configs
