@@ -22,8 +22,8 @@ can never drift apart. The derivation follows the generated microarchitecture (`
   edge and encodes them combinationally into the input skew: :func:`encoder_stages` = 1 more edge
   before every PE, so ``mesh_delay`` (and all that derives from it) grows by one. A PE also reads
   the weight of the PE directly above it, so row i of the old tile is last read by
-  PE (i + 1, C - 1), one edge later than by its own row: ``wfree_after_first`` = C + 1 (C - 1, plus the encoder stage,
-  plus the upstream read).
+  PE (i + 1, C - 1), one edge later than by its own row: ``wfree_after_first`` = C + 1 (C - 1,
+  plus the encoder stage, plus the upstream read).
 """
 
 from __future__ import annotations

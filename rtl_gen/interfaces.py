@@ -169,7 +169,7 @@ def _x_data(config: ArrayConfig) -> Port:
 def port_table(config: ArrayConfig) -> list[Port]:
     """Every top-level port in SPEC section 3 order, ``clk`` and ``rst`` first."""
     check_rtl_config(config)
-    r, c = config.rows, config.cols
+    c = config.cols
     m, q, a = config.weight_bits, config.out_bits, config.addr_bits
     return [
         _bit("clk", "in", "clock; everything is synchronous to its rising edge"),

@@ -6,9 +6,9 @@ delayed by C - 1 - c more registers, so all C fold results appear together on ``
 edge e + R + C - 1, to be consumed on edge e + ``timing(config).mesh_delay``.
 
 With OverQ the lanes are encoded lanes (value and tag,
-:class:`rtl_gen.interfaces.EncodedLaneLayout`) from :class:`rtl_gen.overq_encoder.OverQEncoder`, and each PE also reads both weight banks of the
-PE directly above it (row 0 has none: it reads zeros). The mesh's own timing is unchanged; the
-encoder's register stage comes before ``act``.
+:class:`rtl_gen.interfaces.EncodedLaneLayout`) from :class:`rtl_gen.overq_encoder.OverQEncoder`,
+and each PE also reads both weight banks of the PE directly above it (row 0 has none: it reads
+zeros). The mesh's own timing is unchanged; the encoder's register stage comes before ``act``.
 """
 
 from __future__ import annotations

@@ -117,7 +117,12 @@ def test_elaborates(block):
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 @pytest.mark.parametrize("block", [AccMem, OutputQueue, TileControl])
-def test_rejects_overq(block):
-    with pytest.raises(ConfigError, match=r"^the RTL generator does not support OverQ yet"):
-        block(ArrayConfig(rows=2, cols=2, pe_acc_bits=24, overq=OverQConfig()))
+def test_rejects_a_non_config(block):
+    with pytest.raises(ConfigError, match=r"^config must be an accel.ArrayConfig, not dict$"):
+        block({"rows": 2})
     gc.collect()
+
+
+@pytest.mark.parametrize("block", [AccMem, OutputQueue, TileControl])
+def test_elaborates_with_overq(block):
+    Fragment.get(block(ArrayConfig(rows=2, cols=2, pe_acc_bits=24, overq=OverQConfig())), None)
