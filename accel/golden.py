@@ -25,16 +25,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from accel.config import ArrayConfig
 
 __all__ = ["GemmResult", "gemm", "reference_gemm", "check_operands", "op"]
 
-#: Largest number of (t, o) pairs x R steps held at once by the scan (int64 elements).
+#: Largest number of (t, o) pairs x steps held at once by a gathered scan (int64 elements).
 SCAN_CHUNK_ELEMS = 1 << 21
-#: Threads for dense scans (numpy releases the GIL inside its loops).
-SCAN_THREADS = min(4, os.cpu_count() or 1)
-#: A fold is scanned densely (no gather) when at least this share of its outputs is at risk.
+#: Outputs (t, o) per chunk of vectors (each chunk runs through every fold on one thread, its
+#: arrays small enough to stay in cache).
+CHUNK_OUTPUTS = 1 << 16
+#: Threads over chunks of vectors (numpy releases the GIL inside its loops): the usable cores.
+SCAN_THREADS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                   else os.cpu_count() or 1)
+#: The outputs at risk of a fold are scanned densely (no gather) over the vectors and channels
+#: concerned when they are at least this share of those pairs.
 DENSE_SHARE = 0.25
 
 
@@ -148,16 +154,15 @@ def _exact_matmul(a: np.ndarray, b: np.ndarray, bound: int) -> np.ndarray:
     return a @ b
 
 
-def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str, count: bool
+def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Step through ``s = op(s + xg[..., k] * wg[..., k])`` over the last axis (one fold).
 
-    ``xg`` and ``wg`` broadcast to ``[..., R]`` (dense scans pass ``[T, 1, R]`` and
-    ``[1, O, R]``). The partial sum is kept offset by 2^(bits-1) (``u = s + 2^(bits-1)``, in
-    ``[0, 2^bits)``), so a step overflows iff its offset value has a bit at or above ``bits``
-    (negative values have all high bits set). Returns the final ``s`` (int64) and, with
-    ``count``, the number of events per element; without it, only whether any step overflowed
-    (OR-ing the raw values: four array passes per step instead of six).
+    ``xg`` and ``wg`` broadcast to ``[..., steps]`` (dense scans pass ``[T, 1, steps]`` and
+    ``[1, C, steps]``, gathered scans ``[pairs, steps]`` twice). The partial sum is kept offset
+    by 2^(bits-1) (``u = s + 2^(bits-1)``, in ``[0, 2^bits)``), so a step overflows iff wrapping
+    or clamping its offset value changes it. Returns the final ``s`` (int64) and the number of
+    events per element (uint8 below 256 steps, else int32).
     """
     half, mask = 1 << (bits - 1), (1 << bits) - 1
     shape = np.broadcast_shapes(xg.shape, wg.shape)[:-1]
@@ -165,73 +170,101 @@ def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str, count: boo
     # Python integers (object arrays; slow, only for the widest configurations)
     dt = np.int32 if bits <= 30 else np.int64 if bits <= 61 else object
     u = np.full(shape, half, dtype=dt)
-    seen = np.zeros(shape, dtype=np.int32 if count else dt)
+    ev = np.zeros(shape, dtype=np.uint8 if xg.shape[-1] < 256 else np.int32)  # <= steps events
     p = np.empty(shape, dtype=dt)
     xg, wg = xg.astype(dt), wg.astype(dt)
     for k in range(xg.shape[-1]):
         np.multiply(xg[..., k], wg[..., k], out=p)
         p += u
-        if count:
-            seen += (p >> bits) != 0
-        else:
-            seen |= p
         if mode == "saturate":
-            np.clip(p, 0, mask, out=u)
+            np.minimum(p, mask, out=u)
+            np.maximum(u, 0, out=u)
         else:
             np.bitwise_and(p, mask, out=u)
+        ev += p != u
     u -= half
-    return u.astype(np.int64), (seen if count else (seen >> bits) != 0)
+    return u.astype(np.int64), ev
 
 
-def _scan_fold(xf: np.ndarray, wf: np.ndarray, ti: np.ndarray, oi: np.ndarray, bits: int,
-               mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Exact fold sums and event counts of the pairs ``(ti[i], oi[i])``, gathered, chunked."""
+def _scan_gathered(xf: np.ndarray, wf: np.ndarray, ti: np.ndarray, oi: np.ndarray, bits: int,
+                   mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fold results and event counts of the pairs ``(ti[i], oi[i])``, gathered, chunked."""
     s = np.empty(ti.size, dtype=np.int64)
     ev = np.empty(ti.size, dtype=np.int32)
     step = max(1, SCAN_CHUNK_ELEMS // xf.shape[1])
     for i0 in range(0, ti.size, step):
         sl = slice(i0, i0 + step)
-        s[sl], ev[sl] = _scan_pairs(xf[ti[sl]], wf[:, oi[sl]].T, bits, mode, count=True)
+        s[sl], ev[sl] = _scan_pairs(xf[ti[sl]], wf[:, oi[sl]].T, bits, mode)
     return s, ev
+
+
+def _sign_sums(xf: np.ndarray, wf: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact sums of the positive and of the negative products of ``xf[T, R] . wf[R, C]``.
+
+    Every prefix of a fold lies between the two, a tighter bound than ``|x| . |w|``; one
+    matmul (``[x+ | x-] . [[w+, w-], [w-, w+]]``; unsigned codes need only ``x . [w+ | w-]``).
+    """
+    wp, wn = np.maximum(wf, 0), np.minimum(wf, 0)
+    if xf.size and xf.min() < 0:
+        xs = np.concatenate([np.maximum(xf, 0), np.minimum(xf, 0)], axis=1)
+        ws = np.block([[wp, wn], [wn, wp]])
+    else:
+        xs, ws = xf, np.concatenate([wp, wn], axis=1)
+    both = _exact_matmul(xs, ws, bound)
+    return both[:, :wf.shape[1]], both[:, wf.shape[1]:]
 
 
 def _fold_psums(xf: np.ndarray, wf: np.ndarray, config: ArrayConfig
                 ) -> tuple[np.ndarray, np.ndarray]:
     """P-bit fold results ``s[T, O]`` and PE events per output for one fold.
 
-    Screens in two stages (largest |x| per vector times the fold's per-channel l1 norm, then the
-    exact bound ``|x| . |w|``); the outputs still at risk are scanned, densely (a block of vectors
-    against all risky channels, flag-only, then counted where flagged) or gathered pair by pair.
+    Screens in two stages: the largest |x| times each channel's l1 norm clears whole channels;
+    then, per output, the exact sums of the positive and of the negative products bound every
+    prefix. In wrap mode, an output whose products all have one sign crosses the wrap boundary
+    once per event (no product reaches past 2^P), so its events are the number of 2^P periods
+    its exact sum crosses (and its value, like every wrap result, is that sum wrapped). The
+    outputs still at risk are scanned step by step: densely over the vectors and channels
+    concerned when they are at least ``DENSE_SHARE`` of those pairs, else gathered.
     """
     bits, mode = config.pe_acc_bits, config.overflow
-    hi = (1 << (bits - 1)) - 1
+    lo, hi = config.pe_range
     t, o = xf.shape[0], wf.shape[1]
-    ax, aw = np.abs(xf), np.abs(wf)
-    ev = np.zeros((t, o), dtype=np.int32)
-    l1 = aw.sum(axis=0)                                   # [O] per-channel l1 of the fold
-    amax = int(ax.max(initial=0))
+    amax = int(np.abs(xf).max(initial=0))
+    l1 = np.abs(wf).sum(axis=0)                            # [O] per-channel l1 of the fold
     big = amax * int(l1.max(initial=0))
-    s = _exact_matmul(xf, wf, big)
     cols = np.flatnonzero(amax * l1 > hi)                 # channels not cleared for every vector
     if cols.size == 0:
+        return _exact_matmul(xf, wf, big), np.zeros((t, o), dtype=np.int32)
+    full = cols.size == o
+    pos, neg = _sign_sums(xf, wf if full else wf[:, cols], big)
+    exact = pos + neg                                     # exact fold sums of those channels
+    s = exact if full else _exact_matmul(xf, wf, big)
+    risky = (pos > hi) | (neg < lo)
+    ev = np.zeros((t, o), dtype=np.int32)
+    evc = ev if full else np.zeros(risky.shape, dtype=np.int32)   # events of those channels
+    if mode == "wrap":
+        s = op(s, bits, "wrap")                           # the value of every output, scanned or not
+        if amax * int(np.abs(wf).max()) <= 1 << bits:     # one step crosses one period at most
+            mono = risky & ((pos == 0) | (neg == 0))
+            np.copyto(evc, np.abs((exact + (1 << (bits - 1))) >> bits), where=mono)
+            risky &= ~mono
+    if not full:
+        ev[:, cols] = evc
+    at_risk = np.count_nonzero(risky)
+    if at_risk == 0:
         return s, ev
-    risky = _exact_matmul(ax, aw[:, cols], big) > hi      # per-(t, o) bound: sum_k |x| |w|
-    if risky.mean() >= DENSE_SHARE:
-        xt, wt = xf[:, None, :], wf[:, cols].T[None, :, :]
-        step = max(1, SCAN_CHUNK_ELEMS // max(1, cols.size * xf.shape[1]))
-
-        def block(t0: int) -> None:          # numpy releases the GIL: blocks run in parallel
-            s_c, hit = _scan_pairs(xt[t0:t0 + step], wt, bits, mode, count=False)
-            s[t0:t0 + step, cols] = s_c
-            hi_t, hi_c = np.nonzero(hit)
-            if hi_t.size:
-                ev[t0 + hi_t, cols[hi_c]] = _scan_fold(xf, wf, t0 + hi_t, cols[hi_c], bits, mode)[1]
-
-        with ThreadPoolExecutor(SCAN_THREADS) as pool:
-            list(pool.map(block, range(0, t, step)))
-        return s, ev
-    ti, ci = np.nonzero(risky)
-    s[ti, cols[ci]], ev[ti, cols[ci]] = _scan_fold(xf, wf, ti, cols[ci], bits, mode)
+    rows = np.flatnonzero(risky.any(axis=1))
+    risky = risky[rows]
+    if at_risk >= DENSE_SHARE * risky.size:
+        cs = cols[risky.any(axis=0)]
+        sd, evd = _scan_pairs(xf[rows, None, :], wf[:, cs].T[None, :, :], bits, mode)
+        if rows.size == t and cs.size == o:
+            return sd, evd
+        s[np.ix_(rows, cs)], ev[np.ix_(rows, cs)] = sd, evd
+    else:
+        ti, ci = np.nonzero(risky)
+        s[rows[ti], cols[ci]], ev[rows[ti], cols[ci]] = _scan_gathered(
+            xf, wf, rows[ti], cols[ci], bits, mode)
     return s, ev
 
 
@@ -267,12 +300,60 @@ def gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None) 
     aw = np.abs(w)
     fold_l1 = np.add.reduceat(aw, np.arange(0, k, r), axis=0)        # [F, O]
     acc_bound = np.abs(b.astype(object)) + amax * aw.sum(axis=0)     # Python ints: no int64 wrap
-    if amax * int(fold_l1.max()) <= config.pe_range[1] and max(acc_bound) <= config.out_range[1]:
+    pe_clear = amax * int(fold_l1.max()) <= config.pe_range[1]
+    if pe_clear and max(acc_bound) <= config.out_range[1]:
         y = _exact_matmul(x, w, amax * int(aw.sum(axis=0).max())) + b
         zeros = np.zeros((t, o), dtype=bool)
         return GemmResult(y, zeros, zeros.copy(), 0, 0)
+    if pe_clear and q <= 62:
+        res = _accumulate_exact_folds(x, w, b, config)
+        if res is not None:
+            return res
     return accumulate_folds(((x[:, k0:k0 + r], w[k0:k0 + r]) for k0 in range(0, k, r)), b,
                             (t, o), config)
+
+
+def _accumulate_exact_folds(x: np.ndarray, w: np.ndarray, b: np.ndarray, config: ArrayConfig
+                            ) -> GemmResult | None:
+    """Step 2 of SPEC section 2 when no PE step can leave P bits (every fold sum is exact).
+
+    Every accumulator value of output ``(t, o)`` lies between ``b[o]`` plus the sum of its
+    negative products and ``b[o]`` plus the sum of its positive products (:func:`_sign_sums`);
+    where that stays inside Q bits the result is the exact sum. The other outputs are gathered:
+    their fold sums (exact int64 products summed per fold) step through the Q-bit accumulator.
+    Q <= 62 bits, so no int64 sum can wrap. Returns None when at least ``DENSE_SHARE`` of the
+    outputs are at risk (:func:`accumulate_folds` is then cheaper than gathering).
+    """
+    q, mode, r = config.out_bits, config.overflow, config.rows
+    lo_q, hi_q = config.out_range
+    k = x.shape[1]
+    pos, neg = _sign_sums(x, w, int(np.abs(x).max()) * int(np.abs(w).sum(axis=0).max()))
+    y = pos + neg + b
+    risky = (b + pos > hi_q) | (b + neg < lo_q)
+    if np.count_nonzero(risky) >= DENSE_SHARE * risky.size:
+        return None                                       # fold by fold is cheaper
+    ti, oi = np.nonzero(risky)
+    acc_ovf = np.zeros(y.shape, dtype=bool)
+    acc_events = 0
+    step = max(1, SCAN_CHUNK_ELEMS // k)
+    for i0 in range(0, ti.size, step):
+        tc, oc = ti[i0:i0 + step], oi[i0:i0 + step]
+        fold_sums = np.add.reduceat(x[tc] * w[:, oc].T, np.arange(0, k, r), axis=1)   # [n, F]
+        if mode == "wrap":   # an event per crossing of a 2^Q period by the exact running sum
+            period = (b[oc, None] + np.cumsum(fold_sums, axis=1) - lo_q) >> q
+            ev = np.count_nonzero(np.diff(period, axis=1, prepend=0), axis=1)
+            y[tc, oc] = op(y[tc, oc], q, mode)
+        else:
+            acc, ev = b[oc].copy(), np.zeros(tc.size, dtype=np.int64)
+            for f in range(fold_sums.shape[1]):
+                acc += fold_sums[:, f]
+                ev += (acc < lo_q) | (acc > hi_q)
+                np.clip(acc, lo_q, hi_q, out=acc)
+            y[tc, oc] = acc
+        acc_ovf[tc, oc] = ev > 0
+        acc_events += int(ev.sum())
+    zeros = np.zeros(y.shape, dtype=bool)
+    return GemmResult(y, zeros, acc_ovf, 0, acc_events)
 
 
 def accumulate_folds(folds: Iterable[tuple[np.ndarray, np.ndarray]], bias: np.ndarray,
@@ -280,26 +361,46 @@ def accumulate_folds(folds: Iterable[tuple[np.ndarray, np.ndarray]], bias: np.nd
     """Step 2 of SPEC section 2 over fold operands: ``acc = op_Q(acc + s_f)``, with events.
 
     ``folds`` yields ``(x_f[T, steps], w_f[steps, O])`` in fold order; each fold's P-bit sum
-    ``s_f`` steps through its rows in order. ``bias[O]`` is preloaded. Above 62 bits the
-    accumulator is held in Python integers so that ``acc + s`` can never wrap int64.
+    ``s_f`` steps through its rows in order. ``bias[O]`` is preloaded. Vectors are independent:
+    they run in chunks of about ``CHUNK_OUTPUTS`` outputs (each chunk through every fold, its
+    arrays in cache) on ``SCAN_THREADS`` threads. Above 62 bits the accumulator is held in
+    Python integers so that ``acc + s`` can never wrap int64.
     """
+    folds = list(folds)
+    t, o = shape
     q, mode = config.out_bits, config.overflow
     lo_q, hi_q = config.out_range
     wide = q > 62
-    acc = np.broadcast_to(bias.astype(object) if wide else bias, shape).copy()
-    pe_ovf = np.zeros(shape, dtype=bool)
-    acc_ovf = np.zeros(shape, dtype=bool)
-    pe_events = acc_events = 0
-    for xf, wf in folds:
-        s, ev = _fold_psums(xf, wf, config)
-        pe_ovf |= ev > 0
-        pe_events += int(ev.sum())
-        acc += s.astype(object) if wide else s
-        over = (acc < lo_q) | (acc > hi_q)
-        acc_ovf |= over
-        acc_events += int(over.sum())
-        acc = op(acc, q, mode)
-    return GemmResult(acc.astype(np.int64), pe_ovf, acc_ovf, pe_events, acc_events, overq)
+    y = np.empty(shape, dtype=np.int64)
+    pe_ovf = np.empty(shape, dtype=bool)
+    acc_ovf = np.empty(shape, dtype=bool)
+
+    def chunk(rows: slice) -> tuple[int, int]:
+        n = len(range(*rows.indices(t)))
+        acc = np.broadcast_to(bias.astype(object) if wide else bias, (n, o)).copy()
+        pe, af = np.zeros((n, o), dtype=bool), np.zeros((n, o), dtype=bool)
+        pe_events = acc_events = 0
+        for xf, wf in folds:
+            s, ev = _fold_psums(xf[rows], wf, config)
+            pe |= ev > 0
+            pe_events += int(ev.sum())
+            acc += s.astype(object) if wide else s
+            over = (acc < lo_q) | (acc > hi_q)
+            af |= over
+            acc_events += int(over.sum())
+            acc = op(acc, q, mode)
+        y[rows], pe_ovf[rows], acc_ovf[rows] = acc.astype(np.int64), pe, af
+        return pe_events, acc_events
+
+    step = max(1, CHUNK_OUTPUTS // max(1, o))
+    chunks = [slice(t0, t0 + step) for t0 in range(0, t, step)]
+    if len(chunks) == 1 or SCAN_THREADS == 1:
+        events = [chunk(rows) for rows in chunks]
+    else:   # one BLAS thread per chunk: BLAS's own threads would compete with the chunks'
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(SCAN_THREADS) as pool:
+            events = list(pool.map(chunk, chunks))
+    return GemmResult(y, pe_ovf, acc_ovf, sum(e[0] for e in events), sum(e[1] for e in events),
+                      overq)
 
 
 def reference_gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None

@@ -85,8 +85,10 @@ def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, config:
     Matmuls run in float32 when every sum stays below 2^24 (exact), else float64 (exact below
     2^53), else int64.
 
-    With ``extremes=False`` only the exact result and a cheaper, coarser risk are computed (two
-    full matmuls instead of per-fold passes); the extremes are then reported as 0.
+    With ``extremes=False`` the same per-fold pass gives the exact result and the risk (the
+    positive- and negative-product sums are computed only where a bound leaves P bits, and
+    nothing is scanned); the extremes are then reported as 0. The per-fold risk is what keeps
+    the golden model off most vectors: it is cheaper than a coarser screen.
     """
     import torch
 
@@ -115,13 +117,6 @@ def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, config:
     sel[np.arange(k), np.arange(k) // r] = 1
     wrow = torch.from_numpy(wabs.max(axis=1, initial=0)[:, None] * sel).to(dt)   # [K, F]
     rbn = (xt.abs() @ wrow).to(torch.float64).numpy()                            # [T, F]
-    if not extremes:
-        exact = (xt.to(adt) @ wt.to(adt)) if t and o else torch.zeros((t, o), dtype=adt)
-        reach = xt.abs().to(adt) @ torch.from_numpy(wabs).to(adt) + torch.from_numpy(np.abs(b)).to(adt)
-        risk = (rbn > min(p_hi, -p_lo)).any(axis=1) | \
-            (reach > min(q_hi, -q_lo)).any(dim=1).numpy()
-        exact = exact.to(torch.int64).numpy() + b
-        return PsumExtremes(0, 0, 0, 0, exact, risk)
     acc = torch.from_numpy(np.broadcast_to(b, (t, o)).copy()).to(adt)
     acc_lo, acc_hi = (int(b.min()), int(b.max())) if o else (0, 0)
     pe_lo = pe_hi = 0
@@ -131,8 +126,9 @@ def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, config:
         s = xt[:, k0:k0 + r] @ wt[k0:k0 + r]
         acc += s.to(adt)
         if t and o:
-            lo, hi = torch.aminmax(s)
-            pe_lo, pe_hi = min(pe_lo, int(lo)), max(pe_hi, int(hi))
+            if extremes:
+                lo, hi = torch.aminmax(s)
+                pe_lo, pe_hi = min(pe_lo, int(lo)), max(pe_hi, int(hi))
             lo, hi = torch.aminmax(acc)
             acc_lo, acc_hi = min(acc_lo, int(lo)), max(acc_hi, int(hi))
             if lo < q_lo or hi > q_hi:
@@ -143,7 +139,8 @@ def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, config:
     wp_all = torch.cat([wt.clamp(min=0), wt.clamp(max=0)], dim=1)                 # [K, 2O]
     for f in range(folds):
         k0 = f * r
-        rows = np.flatnonzero((rbn[:, f] > min(pe_hi, p_hi)) | (-rbn[:, f] < max(pe_lo, p_lo)))
+        seen_hi, seen_lo = (pe_hi, pe_lo) if extremes else (p_hi, p_lo)   # without extremes: risk only
+        rows = np.flatnonzero((rbn[:, f] > min(seen_hi, p_hi)) | (-rbn[:, f] < max(seen_lo, p_lo)))
         if rows.size == 0:
             continue
         xf = xt[rows, k0:k0 + r]
@@ -156,7 +153,7 @@ def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, config:
         pos, neg = pn[:, :o].to(torch.float64).numpy(), pn[:, o:].to(torch.float64).numpy()
         risk[rows] |= (pos > p_hi).any(axis=1) | (neg < p_lo).any(axis=1)
         xi, wi = x[rows, k0:k0 + r], w[k0:k0 + r]
-        for bnd, upper in ((pos, True), (neg, False)):
+        for bnd, upper in ((pos, True), (neg, False)) if extremes else ():
             ti, oi = np.nonzero(bnd > pe_hi) if upper else np.nonzero(bnd < pe_lo)
             if ti.size == 0:
                 continue
@@ -170,6 +167,8 @@ def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, config:
                     break                              # sorted: no later pair can beat it
                 hi, lo = _scan_prefix(xi, wi, ti[i:i + step][keep], oi[i:i + step][keep])
                 pe_hi, pe_lo = max(pe_hi, hi), min(pe_lo, lo)
+    if not extremes:
+        pe_lo = pe_hi = acc_lo = acc_hi = 0
     return PsumExtremes(pe_lo, pe_hi, acc_lo, acc_hi, acc.to(torch.int64).numpy(), risk)
 
 

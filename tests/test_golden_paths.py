@@ -1,0 +1,115 @@
+"""Every fast path of the golden model against the per-element reference (SPEC section 2).
+
+The thresholds that pick a path (share at risk, chunk sizes) are forced both ways, so that the
+dense and gathered scans, the wrap closed form for one-signed folds, chunking over vectors and
+the exact-fold accumulator path each run on data where they matter.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import accel.golden as golden
+from accel.config import ArrayConfig
+from accel.golden import gemm, reference_gemm
+
+
+def assert_same(a: golden.GemmResult, b: golden.GemmResult) -> None:
+    np.testing.assert_array_equal(a.y, b.y)
+    np.testing.assert_array_equal(a.pe_overflow, b.pe_overflow)
+    np.testing.assert_array_equal(a.acc_overflow, b.acc_overflow)
+    assert (a.pe_events, a.acc_events) == (b.pe_events, b.acc_events)
+
+
+#: (DENSE_SHARE, CHUNK_OUTPUTS, SCAN_CHUNK_ELEMS): dense or gathered, one chunk or many
+THRESHOLDS = [(0.0, 1 << 16, 1 << 21), (2.0, 1 << 16, 1 << 21), (0.0, 5, 7), (2.0, 5, 7),
+              (0.25, 1, 1)]
+
+
+def run_both(x, w, cfg, bias=None) -> golden.GemmResult:
+    res = gemm(x, w, cfg, bias)
+    assert_same(res, reference_gemm(x, w, cfg, bias))
+    return res
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+@pytest.mark.parametrize("share, outputs, elems", THRESHOLDS)
+def test_one_signed_rails_overflow_every_fold(monkeypatch, mode, share, outputs, elems):
+    """Same-sign codes near the rails: every output overflows in every fold (wrap: closed form)."""
+    for name, value in zip(("DENSE_SHARE", "CHUNK_OUTPUTS", "SCAN_CHUNK_ELEMS"), (share, outputs, elems)):
+        monkeypatch.setattr(golden, name, value)
+    rng = np.random.default_rng(11)
+    cfg = ArrayConfig(rows=6, act_bits=5, weight_bits=5, pe_acc_bits=10, out_acc_bits=12,
+                      overflow=mode)
+    x = rng.integers(24, 32, (9, 20))
+    w = rng.integers(12, 16, (20, 7)) * rng.choice([-1, 1], size=7)   # one sign per channel
+    res = run_both(x, w, cfg)
+    folds = -(-20 // 6)
+    assert res.pe_events >= x.shape[0] * w.shape[1] * (folds - 1)   # the short last fold may not
+    assert res.pe_overflow.all()
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+@pytest.mark.parametrize("share, outputs, elems", THRESHOLDS)
+def test_mixed_signs_and_screened_vectors(monkeypatch, mode, share, outputs, elems):
+    """Mixed signs (no closed form), some vectors and channels cleared by the screens."""
+    for name, value in zip(("DENSE_SHARE", "CHUNK_OUTPUTS", "SCAN_CHUNK_ELEMS"), (share, outputs, elems)):
+        monkeypatch.setattr(golden, name, value)
+    rng = np.random.default_rng(5)
+    cfg = ArrayConfig(rows=5, act_bits=6, act_signed=True, weight_bits=5, pe_acc_bits=11,
+                      out_acc_bits=13, overflow=mode)
+    x = rng.integers(-32, 32, (17, 23))
+    x[::3] //= 8                                   # small vectors: screened, not scanned
+    w = rng.integers(-16, 16, (23, 8))
+    w[:, 2] //= 8                                  # a small channel: cleared for every vector
+    w[3::5, 5] = -np.abs(w[3::5, 5])               # a channel of (mostly) one sign
+    res = run_both(x, w, cfg, bias=rng.integers(-3000, 3000, 8))
+    assert res.pe_events > 0 and (~res.pe_overflow).any()
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+@pytest.mark.parametrize("share", [0.0, 2.0])
+def test_exact_folds_with_accumulator_overflow(monkeypatch, mode, share):
+    """No PE step can overflow but the accumulator does: gathered fold sums (share 2.0) or the
+    fold-by-fold fallback (share 0.0), with a bias near the rail."""
+    monkeypatch.setattr(golden, "DENSE_SHARE", share)
+    monkeypatch.setattr(golden, "SCAN_CHUNK_ELEMS", 13)
+    rng = np.random.default_rng(7)
+    cfg = ArrayConfig(rows=4, act_bits=4, weight_bits=4, pe_acc_bits=10, overflow=mode)  # Q = P
+    x = rng.integers(0, 16, (11, 40))
+    w = rng.integers(-8, 8, (40, 6))             # |fold| <= 15 * 8 * 4 = 480 < 511: PE clear
+    w[:, :3] = np.abs(w[:, :3]).clip(max=7)       # three channels drift up: accumulator wraps
+    bias = np.array([400, -500, 0, 511, -512, 3])
+    res = run_both(x, w, cfg, bias)
+    assert res.pe_events == 0 and res.acc_events > 0 and (~res.acc_overflow).any()
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_paths_equal_reference(mode, data):
+    """Random small GEMMs under every combination of path thresholds."""
+    n = data.draw(st.integers(1, 6))
+    m = data.draw(st.integers(2, 6))
+    p = data.draw(st.integers(n + m, n + m + 4))
+    cfg = ArrayConfig(rows=data.draw(st.integers(1, 7)), act_bits=n,
+                      act_signed=data.draw(st.booleans()), weight_bits=m, pe_acc_bits=p,
+                      out_acc_bits=data.draw(st.integers(p, p + 3)), overflow=mode)
+    t, k, o = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 16)), data.draw(st.integers(1, 5))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    lo, hi = cfg.act_range
+    x = rng.integers(lo, hi + 1, (t, k))
+    w = rng.integers(*cfg.weight_range, (k, o), endpoint=True)
+    if data.draw(st.booleans()):                 # one sign per channel: the wrap closed form
+        w = np.abs(w).clip(max=cfg.weight_range[1]) * rng.choice([-1, 1], size=o)
+    if data.draw(st.booleans()):                 # codes on a rail
+        x[:] = lo if cfg.act_signed and data.draw(st.booleans()) else hi
+    bias = rng.integers(*cfg.out_range, o, endpoint=True) if data.draw(st.booleans()) else None
+    share, outputs, elems = data.draw(st.sampled_from(THRESHOLDS))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(golden, "DENSE_SHARE", share)
+        mp.setattr(golden, "CHUNK_OUTPUTS", outputs)
+        mp.setattr(golden, "SCAN_CHUNK_ELEMS", elems)
+        run_both(x, w, cfg, bias)
