@@ -16,7 +16,7 @@ from accel.layers import IntLayer
 from accel.quant import (ActQuant, OAQController, OAQError, QuantConv2d, QuantLinear, calibrate,
                          export_int_model, fold_batch_norm, fold_batch_norms, quantize_model,
                          set_array_config)
-from accel.quant.lowering import lower, run_layer
+from accel.quant.lowering import run_layer
 
 
 # --- activation quantizer ------------------------------------------------------------------------
@@ -103,27 +103,14 @@ def test_lowering_equals_integer_conv(stride, pad, dil, groups, zp, seed):
     np.testing.assert_array_equal(got, want)
 
 
-def test_lowering_row_order_is_weight_layout():
-    w = np.arange(2 * 2 * 2 * 2).reshape(2, 2, 2, 2) - 8
-    lay = IntLayer(name="c", kind="conv2d", weight=w, weight_scale=[1.0], input_scale=1.0,
-                   input_zero_point=0)
-    gemms, shape = lower(lay, np.arange(8).reshape(1, 2, 2, 2))
-    assert shape == (1, 2, 1, 1)
-    np.testing.assert_array_equal(gemms[0].w[:, 0], w[0].reshape(-1))  # k = (c, i, j)
-    np.testing.assert_array_equal(gemms[0].x[0], np.arange(8))
-
-
-def test_lowering_errors():
+def test_run_layer_checks_codes_against_the_lanes():
     lin = IntLayer(name="fc", kind="linear", weight=np.ones((2, 3), int), weight_scale=[1.0],
-                   input_scale=1.0, input_zero_point=0)
-    with pytest.raises(ValueError, match=r"layer 'fc': linear input must be \[B, 3\], not \(1, 4\)"):
-        lower(lin, np.zeros((1, 4), int))
-    conv = IntLayer(name="cv", kind="conv2d", weight=np.ones((2, 1, 3, 3), int), weight_scale=[1.0],
-                    input_scale=1.0, input_zero_point=0)
-    with pytest.raises(ValueError, match=r"layer 'cv': input \(1, 1, 2, 2\) \(padded\) is smaller"):
-        lower(conv, np.zeros((1, 1, 2, 2), int))
-    with pytest.raises(ValueError, match=r"layer 'cv': conv input must be \[B, 1, H, W\]"):
-        lower(conv, np.zeros((1, 2, 4, 4), int))
+                   input_scale=1.0, input_zero_point=0, act_bits=4, weight_bits=4)
+    with pytest.raises(ValueError, match=r"layer 'fc': input codes span \[0, 16\], outside the "
+                                         r"layer's lane range \[0, 15\]"):
+        run_layer(lin, np.array([[16, 0, 0]]), ArrayConfig(act_bits=4, weight_bits=4))
+    with pytest.raises(ValueError, match=r"layer 'fc': linear input must end in 3 features"):
+        run_layer(lin, np.zeros((1, 4), int), ArrayConfig(act_bits=4, weight_bits=4))
 
 
 # --- QAT layers and export --------------------------------------------------------------------------

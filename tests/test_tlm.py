@@ -15,7 +15,7 @@ from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.timing import timing
 from sim.cycles import gemm_cycles
 from sim.tlm.layer import array_gemm, check_layer_fits, psum_extremes, run_layer, signed_bits
-from sim.tlm.lowering import gemm_shape, lower
+from accel.lowering import gemm_shape, lower
 from sim.tlm.model import simulate_model
 from sim.tlm.reference import ArrayLinear, ArrayConv2d, calibrate
 

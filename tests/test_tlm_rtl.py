@@ -21,7 +21,7 @@ from accel.timing import timing
 from sim.cycles import gemm_cycles
 from sim.schedule import expected_lanes, unpack_lanes
 from sim.tlm.layer import array_gemm, run_layer
-from sim.tlm.lowering import lower
+from accel.lowering import lower
 
 CHECKPOINT = Path(__file__).parent.parent / "models" / "checkpoints" / "cnn_a2qplus_n8_p20_s0.pt"
 

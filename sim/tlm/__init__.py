@@ -6,7 +6,7 @@ Values come from :func:`accel.golden.gemm`, cycles from :mod:`sim.cycles`; see
 """
 
 from sim.tlm.layer import LayerStats, psum_extremes, run_layer
-from sim.tlm.lowering import gemm_shape, lower
+from accel.lowering import gemm_shape, lower
 from sim.tlm.model import ArraySimulator, ModelResult, simulate_model
 
 __all__ = ["LayerStats", "psum_extremes", "run_layer", "gemm_shape", "lower", "ArraySimulator",

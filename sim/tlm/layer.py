@@ -19,7 +19,7 @@ from accel.config import ArrayConfig
 from accel.golden import GemmResult, check_operands, gemm
 from accel.layers import IntLayer, LayerError
 from sim.cycles import TimingNumbers, gemm_cycles, scalesim_conv_t, scalesim_cycles
-from sim.tlm.lowering import gemm_shape, lower, raise_output
+from accel.lowering import gemm_shape, lower, raise_output
 
 __all__ = ["PsumExtremes", "LayerStats", "psum_extremes", "array_gemm", "merge_stats", "signed_bits", "check_layer_fits",
            "run_layer"]

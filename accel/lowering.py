@@ -1,4 +1,5 @@
-"""Lowering of an integer layer to GEMMs in the fixed order of SPEC section 1.
+"""Lowering of an integer layer to GEMMs in the fixed order of SPEC section 1 (the one copy: the
+TLM, the quantizers and OAQ training all lower through it).
 
 A linear layer is one GEMM: T = product of the leading input dimensions, K = input features,
 O = output features. A conv2d layer is one GEMM per group: im2col over the input padded with the
@@ -77,22 +78,24 @@ def im2col(codes: np.ndarray, layer: IntLayer) -> np.ndarray:
     return cols.transpose(1, 2).reshape(n * cols.shape[2], cols.shape[1]).numpy()
 
 
-def lower(layer: IntLayer, codes: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+def lower(layer: IntLayer, codes: np.ndarray, code_range: tuple[int, int] | None = None
+          ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """The GEMM operands of ``layer`` on input codes: ``[(x [T, K], w [K, O_g], bias [O_g]), ...]``.
 
     ``x`` is float32 holding exact integer codes (cheap to multiply; ``accel.golden`` accepts it),
     ``w`` and ``bias`` int64.
 
     One entry per group (a linear layer has one). ``codes`` are raw input codes (int), checked
-    against the layer's code range here; weights and bias come from the layer.
+    against ``code_range`` (default: the layer's N-bit range; OverQ lanes pass the array's wider
+    raw lane range); weights and bias come from the layer.
     """
     codes = np.asarray(codes)
-    lo, hi = layer.input_range
+    lo, hi = layer.input_range if code_range is None else code_range
     if codes.size and (int(codes.min()) < lo or int(codes.max()) > hi):
+        what = (f"{'signed' if layer.act_signed else 'unsigned'} {layer.act_bits}-bit"
+                if code_range is None else "lane")
         raise LayerError(f"layer {layer.name!r}: input codes span [{int(codes.min())}, "
-                         f"{int(codes.max())}], outside the layer's "
-                         f"{'signed' if layer.act_signed else 'unsigned'} {layer.act_bits}-bit "
-                         f"range [{lo}, {hi}]")
+                         f"{int(codes.max())}], outside the layer's {what} range [{lo}, {hi}]")
     shape = gemm_shape(layer, codes.shape)
     w2 = layer.weight.reshape(layer.out_channels, -1)             # [O, K_g]
     bias = layer.bias
