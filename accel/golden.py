@@ -288,8 +288,7 @@ def gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None) 
         return overq_gemm(x, w, config, b)
     t, k = x.shape
     o = w.shape[1]
-    r, q, mode = config.rows, config.out_bits, config.overflow
-    lo_q, hi_q = config.out_range
+    r, q = config.rows, config.out_bits
     if t == 0 or o == 0:
         empty = np.zeros((t, o), dtype=bool)
         return GemmResult(np.zeros((t, o), np.int64), empty, empty.copy(), 0, 0)

@@ -22,7 +22,7 @@ def test_random_gemm_json_matches_golden(tmp_path, capsys):
     cfg = ArrayConfig.from_dict(data["config"])
     assert cfg.rows == 4 and cfg.pe_acc_bits == 17 and data["config_hash"] == cfg.hash
     assert data["row_folds"] == 6 and data["macs"] == 9 * 21 * 5
-    from accel.cli.gemm import random_operands
+    from accel.operands import random_operands
     x, w, b = random_operands(cfg, 9, 21, 5, "extreme", 3, True)
     ref = gemm(x, w, cfg, b)
     np.testing.assert_array_equal(np.load(y), ref.y)

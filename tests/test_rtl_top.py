@@ -190,6 +190,20 @@ def measure(run: Run, config: ArrayConfig, x, w, bias) -> dict[str, set[int]]:
     return seen
 
 
+def check_timing(run: Run, config: ArrayConfig, x, w, bias) -> None:
+    """Under the canonical stimulus every measured timing number equals ``timing(config)`` and the
+    job's cycles equal the closed form."""
+    tm = timing(config)
+    seen = measure(run, config, x, w, bias)
+    assert seen["latency"] == {tm.latency}
+    assert seen["wfree_after_first"] == {tm.wfree_after_first}
+    assert seen["bfree_after_first"] == {tm.bfree_after_first}
+    assert seen["first_after_wlast"] == {tm.first_after_wlast}
+    assert seen["x_gaps"] <= {1}
+    (t, k), o = np.shape(x), np.shape(w)[1]
+    assert run.y_edges[-1] + 1 == job_cycles(t, k, o, config, tm)
+
+
 def operands(config: ArrayConfig, t: int, k: int, o: int, seed: int, bias: bool = True):
     """Random operands over the full declared ranges, with extreme corners mixed in."""
     rng = np.random.default_rng(seed)
@@ -236,14 +250,7 @@ def test_canonical_values_and_timing(config):
     gold = gemm(x, w, config, b)
     # (one row cannot overflow P >= N + M: a fold is a single exact product)
     assert gold.acc_events and (gold.pe_events or r == 1), "operands must exercise the flags"
-    tm = timing(config)
-    seen = measure(run, config, x, w, b)
-    assert seen["latency"] == {tm.latency}
-    assert seen["wfree_after_first"] == {tm.wfree_after_first}
-    assert seen["bfree_after_first"] == {tm.bfree_after_first}
-    assert seen["first_after_wlast"] == {tm.first_after_wlast}
-    assert seen["x_gaps"] <= {1}
-    assert run.y_edges[-1] + 1 == job_cycles(t, k, o, config, tm)
+    check_timing(run, config, x, w, b)
 
 
 @pytest.mark.parametrize("rows, cols", [(2, 2), (3, 1), (1, 3)])

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accel.cli.gemm import random_operands
+from accel.operands import random_operands
 from accel.golden import gemm
 from accel.quant.intmodel import load_int_model
 from sim.sweep.adversarial import adversarial_codes

@@ -8,33 +8,9 @@ import time
 import numpy as np
 
 from accel.cli.base import Verb, add_json_argument, emit
-from accel.config import ArrayConfig, add_config_arguments, config_from_args
+from accel.config import add_config_arguments, config_from_args
 from accel.golden import gemm
-
-DISTRIBUTIONS = ("uniform", "extreme")
-
-
-def random_operands(config: ArrayConfig, t: int, k: int, o: int, dist: str, seed: int,
-                    with_bias: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Random operands inside the declared widths.
-
-    ``uniform`` draws every code uniformly; ``extreme`` draws only the range ends (and 0), which
-    makes long same-sign runs that overflow narrow accumulators on purpose.
-    """
-    rng = np.random.default_rng(seed)
-    (xl, xh), (wl, wh) = config.lane_range, config.weight_range
-    if dist == "uniform":
-        x = rng.integers(xl, xh, size=(t, k), endpoint=True)
-        w = rng.integers(wl, wh, size=(k, o), endpoint=True)
-    else:
-        x = rng.choice(np.array([xl, 0, xh]), size=(t, k))
-        w = rng.choice(np.array([wl, wh]), size=(k, o))
-    bias = None
-    if with_bias:
-        ql, qh = config.out_range
-        bias = rng.integers(ql // 4, qh // 4, size=o, endpoint=True)
-    return x, w, bias
-
+from accel.operands import DISTRIBUTIONS, random_operands
 
 class Gemm(Verb):
     help = "run one GEMM Y = X.W (+bias) through the bit-exact golden model"

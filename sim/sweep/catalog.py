@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from accel.config import ArrayConfig
+from accel.operands import DISTRIBUTIONS
 from sim.sweep.errors import SweepError
 from sim.sweep.spec import digest
 
@@ -24,7 +25,6 @@ GEMM_MODEL = "gemm"
 #: Parameters of the ``gemm`` workload: shape T x K x O, operand distribution, seed, bias.
 GEMM_DEFAULTS: dict[str, Any] = {"t": 64, "k": 128, "o": 32, "dist": "uniform", "seed": 0,
                                  "bias": True}
-GEMM_DISTS = ("uniform", "extreme")
 
 
 def gemm_options(d: Any, source: str) -> dict[str, Any]:
@@ -40,8 +40,8 @@ def gemm_options(d: Any, source: str) -> dict[str, Any]:
         v = out[k]
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise SweepError(f"{source} [gemm]: {k} must be a positive integer, not {v!r}")
-    if out["dist"] not in GEMM_DISTS:
-        raise SweepError(f"{source} [gemm]: dist must be one of {', '.join(map(repr, GEMM_DISTS))}, "
+    if out["dist"] not in DISTRIBUTIONS:
+        raise SweepError(f"{source} [gemm]: dist must be one of {', '.join(map(repr, DISTRIBUTIONS))}, "
                          f"not {out['dist']!r}")
     if isinstance(out["seed"], bool) or not isinstance(out["seed"], int):
         raise SweepError(f"{source} [gemm]: seed must be an integer, not {out['seed']!r}")

@@ -83,7 +83,7 @@ def evaluate_point(spec: PointSpec) -> dict[str, Any]:
 # --- workloads ------------------------------------------------------------------------------------
 
 def _evaluate_gemm(spec: PointSpec) -> dict[str, Any]:
-    from accel.cli.gemm import random_operands
+    from accel.operands import random_operands
 
     cfg, opt = spec.config, spec.options
     x, w, b = random_operands(cfg, opt["t"], opt["k"], opt["o"], opt["dist"], opt["seed"], opt["bias"])
