@@ -169,6 +169,7 @@ def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str
     # offset values reach 2^bits plus one product: int32 up to 30 bits, int64 up to 61, then
     # Python integers (object arrays; slow, only for the widest configurations)
     dt = np.int32 if bits <= 30 else np.int64 if bits <= 61 else object
+    lo_u, hi_u = (dt(0), dt(mask)) if dt is not object else (0, mask)   # typed: fast ufunc loops
     u = np.full(shape, half, dtype=dt)
     ev = np.zeros(shape, dtype=np.uint8 if xg.shape[-1] < 256 else np.int32)  # <= steps events
     p = np.empty(shape, dtype=dt)
@@ -177,8 +178,7 @@ def _scan_pairs(xg: np.ndarray, wg: np.ndarray, bits: int, mode: str
         np.multiply(xg[..., k], wg[..., k], out=p)
         p += u
         if mode == "saturate":
-            np.minimum(p, mask, out=u)
-            np.maximum(u, 0, out=u)
+            np.clip(p, lo_u, hi_u, out=u)           # one pass (minimum + maximum is 4x slower)
         else:
             np.bitwise_and(p, mask, out=u)
         ev += p != u
