@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from accel.config import ArrayConfig
 
-__all__ = ["GemmResult", "gemm", "reference_gemm", "check_operands", "op"]
+__all__ = ["GemmResult", "gemm", "reference_gemm", "reference_output", "check_operands", "op"]
 
 #: Largest number of (t, o) pairs x steps held at once by a gathered scan (int64 elements).
 SCAN_CHUNK_ELEMS = 1 << 21
@@ -402,6 +402,44 @@ def accumulate_folds(folds: Iterable[tuple[np.ndarray, np.ndarray]], bias: np.nd
                       overq)
 
 
+def reference_output(folds: Iterable[Iterable[int]], bias: int, config: ArrayConfig
+                     ) -> tuple[int, int, int]:
+    """One output element of SPEC section 2, one Python integer at a time (slow; for tests).
+
+    ``folds`` yields, fold by fold, the terms its lanes add in lane order (plain: the products
+    ``x[t, k] * w[k, o]``; OverQ: the encoded lane terms). Returns ``(acc, PE events,
+    accumulator events)``.
+    """
+    p, q, mode = config.pe_acc_bits, config.out_bits, config.overflow
+
+    def outside(v: int, bits: int) -> bool:
+        return not -(1 << (bits - 1)) <= v < (1 << (bits - 1))
+
+    acc, pe_events, acc_events = int(bias), 0, 0
+    for terms in folds:
+        s = 0
+        for term in terms:
+            v = s + term
+            pe_events += outside(v, p)
+            s = op(v, p, mode)
+        v = acc + s
+        acc_events += outside(v, q)
+        acc = op(v, q, mode)
+    return acc, pe_events, acc_events
+
+
+def reference_result(t_n: int, o_n: int, output: Callable[[int, int], tuple[int, int, int]]
+                     ) -> GemmResult:
+    """A :class:`GemmResult` from ``output(t, o) -> (acc, PE events, accumulator events)``."""
+    y = np.zeros((t_n, o_n), dtype=np.int64)
+    pe = np.zeros((t_n, o_n), dtype=np.int64)
+    ae = np.zeros((t_n, o_n), dtype=np.int64)
+    for t in range(t_n):
+        for o in range(o_n):
+            y[t, o], pe[t, o], ae[t, o] = output(t, o)
+    return GemmResult(y, pe > 0, ae > 0, int(pe.sum()), int(ae.sum()))
+
+
 def reference_gemm(x: object, w: object, config: ArrayConfig, bias: object | None = None
                    ) -> GemmResult:
     """The contract of SPEC section 2 written one Python integer at a time (slow; for tests).
@@ -412,32 +450,11 @@ def reference_gemm(x: object, w: object, config: ArrayConfig, bias: object | Non
         raise ValueError("reference_gemm covers the plain arithmetic (overq = None); "
                          "OverQ has its own reference in accel.overq")
     x, w, b = check_operands(x, w, config, bias)
-    t_n, k_n = x.shape
-    o_n = w.shape[1]
-    p, q, mode, r = config.pe_acc_bits, config.out_bits, config.overflow, config.rows
-    y = np.zeros((t_n, o_n), dtype=np.int64)
-    pe_ovf = np.zeros((t_n, o_n), dtype=bool)
-    acc_ovf = np.zeros((t_n, o_n), dtype=bool)
-    pe_events = acc_events = 0
+    k_n, r = x.shape[1], config.rows
 
-    def outside(v: int, bits: int) -> bool:
-        return not -(1 << (bits - 1)) <= v < (1 << (bits - 1))
+    def output(t: int, o: int) -> tuple[int, int, int]:
+        folds = ([int(x[t, k]) * int(w[k, o]) for k in range(f0, min(f0 + r, k_n))]
+                 for f0 in range(0, k_n, r))
+        return reference_output(folds, int(b[o]), config)
 
-    for t in range(t_n):
-        for o in range(o_n):
-            acc = int(b[o])
-            for f0 in range(0, k_n, r):
-                s = 0
-                for k in range(f0, min(f0 + r, k_n)):
-                    v = s + int(x[t, k]) * int(w[k, o])
-                    if outside(v, p):
-                        pe_events += 1
-                        pe_ovf[t, o] = True
-                    s = op(v, p, mode)
-                v = acc + s
-                if outside(v, q):
-                    acc_events += 1
-                    acc_ovf[t, o] = True
-                acc = op(v, q, mode)
-            y[t, o] = acc
-    return GemmResult(y, pe_ovf, acc_ovf, pe_events, acc_events)
+    return reference_result(x.shape[0], w.shape[1], output)

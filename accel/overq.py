@@ -33,7 +33,8 @@ from enum import IntEnum
 import numpy as np
 
 from accel.config import ArrayConfig, ConfigError
-from accel.golden import GemmResult, _as_int_matrix, _check_range, accumulate_folds, check_operands, op
+from accel.golden import (GemmResult, _as_int_matrix, _check_range, accumulate_folds, check_operands,
+                          reference_output, reference_result)
 
 __all__ = ["LaneTag", "Fate", "OverQStats", "EncodedLanes", "tag_shifts", "encode", "decode",
            "overq_stats", "overq_gemm", "reference_encode", "reference_overq_gemm"]
@@ -383,43 +384,26 @@ def reference_overq_gemm(x: object, w: object, config: ArrayConfig, bias: object
     _require_overq(config, "reference_overq_gemm")
     x, w, b = check_operands(x, w, config, bias)
     t_n, k_n = x.shape
-    o_n = w.shape[1]
-    p, q, mode, r = config.pe_acc_bits, config.out_bits, config.overflow, config.rows
-    f, n = config.frac_bits, config.act_bits
+    r, f, n = config.rows, config.frac_bits, config.act_bits
     shift = {LaneTag.OWN: f, LaneTag.UP: f, LaneTag.UP_HIGH: n + f, LaneTag.FRAC: 0}
-    y = np.zeros((t_n, o_n), dtype=np.int64)
-    pe_ovf = np.zeros((t_n, o_n), dtype=bool)
-    acc_ovf = np.zeros((t_n, o_n), dtype=bool)
-    pe_events = acc_events = 0
 
     def weight(k: int, o: int) -> int:
         return int(w[k, o]) if 0 <= k < k_n else 0         # rows beyond K are zero padding
 
-    def outside(v: int, bits: int) -> bool:
-        return not -(1 << (bits - 1)) <= v < (1 << (bits - 1))
-
+    encoded = []                                          # per vector: (f0, lanes) per fold
     for t in range(t_n):
         folds = []
         for f0 in range(0, k_n, r):
-            codes = [int(x[t, k]) if k < k_n else 0 for k in range(f0, f0 + r)]
-            folds.append((f0, reference_encode(codes, config)[0]))
-        for o in range(o_n):
-            acc = int(b[o])
-            for f0, lanes in folds:
-                s = 0
-                for i, (value, tag) in enumerate(lanes):
-                    if i == 0 and tag != LaneTag.OWN:
-                        raise AssertionError("an encoded lane took a weight across a fold boundary")
-                    row = f0 + i if tag == LaneTag.OWN else f0 + i - 1
-                    v = s + (value << shift[tag]) * weight(row, o)
-                    if outside(v, p):
-                        pe_events += 1
-                        pe_ovf[t, o] = True
-                    s = op(v, p, mode)
-                v = acc + s
-                if outside(v, q):
-                    acc_events += 1
-                    acc_ovf[t, o] = True
-                acc = op(v, q, mode)
-            y[t, o] = acc
-    return GemmResult(y, pe_ovf, acc_ovf, pe_events, acc_events)
+            lanes = reference_encode([int(x[t, k]) if k < k_n else 0 for k in range(f0, f0 + r)],
+                                     config)[0]
+            if lanes[0][1] != LaneTag.OWN:
+                raise AssertionError("an encoded lane took a weight across a fold boundary")
+            folds.append((f0, lanes))
+        encoded.append(folds)
+
+    def output(t: int, o: int) -> tuple[int, int, int]:
+        terms = ([(value << shift[tag]) * weight(f0 + i if tag == LaneTag.OWN else f0 + i - 1, o)
+                  for i, (value, tag) in enumerate(lanes)] for f0, lanes in encoded[t])
+        return reference_output(terms, int(b[o]), config)
+
+    return reference_result(t_n, w.shape[1], output)
