@@ -13,6 +13,7 @@ input clamps and the recipe (``load_int_model`` reads them back).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from torch import nn
 
 from accel.config import ArrayConfig
 from accel.layers import IntLayer, LayerError, Requant, load_layers, save_layers
+from accel.overq import OverQStats
 from accel.quant.lowering import run_layer
 from accel.quant.modules import QuantLayer
 
@@ -105,9 +107,16 @@ class LayerStats:
     pe_events: int
     acc_events: int
     affected: int
+    #: OverQ encoder statistics of the layer's lanes (None without OverQ).
+    overq: OverQStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        if self.overq is None:
+            del d["overq"]                    # plain runs keep the recorded checkpoint format
+        else:
+            d["overq"] = self.overq.to_dict()
+        return d
 
 
 @dataclass(frozen=True)
@@ -156,7 +165,17 @@ class IntModel:
 
         ``config`` must have the layers' N, sign and M. ``exact=True`` uses exact int64 sums
         (no accumulator width), the reference for overflow effects.
+
+        With OverQ (range mode) the activations between layers keep their raw wide codes: the
+        requantization clamps to the 2N-bit raw lane range instead of N bits (and no input clamp
+        applies), so each layer's encoder sees the outliers; per-layer encoder statistics are in
+        ``ModelRun.layers[i].overq``. The precision modes need fraction-carrying requantization,
+        which is not built: they are refused.
         """
+        if config.overq is not None and config.overq.has_precision:
+            raise LayerError(f"IntModel.run supports OverQ range mode only, not "
+                             f"{config.overq.mode!r}: the precision modes need requantization that "
+                             f"keeps N fraction bits, which is not implemented")
         state: np.ndarray = np.asarray(x, dtype=np.float32)
         is_codes = False
         stats = []
@@ -164,12 +183,17 @@ class IntModel:
             if g["op"] == "layer":
                 lay = self.layer(g["name"])
                 codes = state if is_codes else lay.quantize_input(state)
-                codes = self._clamp(lay, codes)
+                if config.overq is None or not is_codes:
+                    codes = self._clamp(lay, codes)
                 run = run_layer(lay, codes, config, exact=exact)
+                oq = [r.overq for r in run.results if r.overq is not None]
                 stats.append(LayerStats(lay.name, int(run.acc.size), run.pe_events, run.acc_events,
-                                        run.affected))
+                                        run.affected, sum(oq[1:], oq[0]) if oq else None))
                 if lay.requant is not None:
-                    state, is_codes = _requant(lay.requant, run.acc), True
+                    rq = lay.requant
+                    if config.overq is not None:      # keep the raw wide codes (SPEC section 4)
+                        rq = dataclasses.replace(rq, out_bits=config.lane_bits)
+                    state, is_codes = _requant(rq, run.acc), True
                 else:
                     state = _dequant(lay, run.acc)
                     is_codes = False

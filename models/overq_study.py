@@ -1,0 +1,108 @@
+"""OverQ on the digits CNN at 4-bit activations: outliers per layer and accuracy (SPEC section 4).
+
+Runs a shipped 4-bit integer checkpoint on the array with real ReLU outputs, once clamping every
+activation to N bits (no OverQ) and once per OverQ range-mode cascade c = 0..4, and reports per
+layer the outliers seen and handled. Calibrated 4-bit activations rarely leave their range, so it
+also runs *tightened* calibrations: every hidden requantization multiplies its codes by s (finer
+activation steps, more outliers) and the next layer compensates exactly (bias × s, its output
+scale / s), so without clamping the network computes the same function.
+
+    python -m models.overq_study [--checkpoint PATH] [--tighten 1 2 4] [--json out/overq_study.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from accel.config import ArrayConfig, OverQConfig
+from accel.quant.intmodel import IntModel, load_int_model
+from models.digits import load_split
+
+CHECKPOINT = Path(__file__).parent / "checkpoints" / "cnn_baseline_n4_p32_s0.pt"
+
+
+def tighten(model: IntModel, s: float) -> IntModel:
+    """The same network with every hidden activation step divided by ``s`` (codes × s).
+
+    Layer i's requant multiplier is multiplied by ``s``; layer i+1 compensates: its integer bias
+    × s (exact for integer s) and its own requant multiplier / s, or its input scale / s when it
+    dequantizes. Clamping to the code range is then the only difference.
+    """
+    layers = list(model.layers)
+    for i in range(len(layers) - 1):
+        lay, nxt = layers[i], layers[i + 1]
+        if lay.requant is None:
+            continue
+        layers[i] = dataclasses.replace(lay, requant=dataclasses.replace(
+            lay.requant, multiplier=(lay.requant.multiplier * s).astype(np.float32)))
+        bias = None if nxt.bias is None else (nxt.bias * int(s)).astype(np.int64)
+        if nxt.requant is not None:
+            rq = dataclasses.replace(nxt.requant,
+                                     multiplier=(nxt.requant.multiplier / s).astype(np.float32))
+            layers[i + 1] = dataclasses.replace(nxt, bias=bias, requant=rq)
+        else:
+            layers[i + 1] = dataclasses.replace(nxt, bias=bias, input_scale=nxt.input_scale / s)
+    return IntModel(layers, model.graph, model.input_clamps, dict(model.meta))
+
+
+def study(model: IntModel, x: np.ndarray, y: np.ndarray, base: ArrayConfig,
+          cascades: range = range(5), tightenings: tuple[float, ...] = (1, 2, 4)) -> list[dict]:
+    """One row per (tightening, OverQ setting): accuracy and per-layer outliers seen / handled."""
+    rows = []
+    for s in tightenings:
+        m = tighten(model, s) if s != 1 else model
+        settings = [None] + [OverQConfig(mode="range", cascade=c) for c in cascades]
+        for oq in settings:
+            cfg = dataclasses.replace(base, overq=oq)
+            run = m.run(x, cfg)
+            rows.append({
+                "tighten": s, "overq": "clamp" if oq is None else f"range c={oq.cascade}",
+                "accuracy": float((run.logits.argmax(1) == y).mean()),
+                "layers": {st.name: None if st.overq is None else st.overq.to_dict()
+                           for st in run.layers}})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: accuracy and, per layer, outliers handled / seen."""
+    names = list(rows[0]["layers"])
+    out = ["| activation step | OverQ | accuracy % | " + " | ".join(f"layer {n} handled / seen"
+                                                                    for n in names) + " |",
+           "|---|---|---|" + "---|" * len(names)]
+    for r in rows:
+        cells = []
+        for n in names:
+            st = r["layers"][n]
+            cells.append("-" if st is None else f"{st['handled_total']} / {st['outliers']}")
+        out.append(f"| calibrated / {r['tighten']:g} | {r['overq']} | {100 * r['accuracy']:.2f} | "
+                   + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default=str(CHECKPOINT), help="4-bit integer CNN checkpoint")
+    ap.add_argument("--tighten", type=float, nargs="+", default=[1, 2, 4],
+                    help="activation-step divisors (integers; default 1 2 4)")
+    ap.add_argument("--rows", type=int, default=8, help="array rows R (default 8)")
+    ap.add_argument("--json", help="write the rows as JSON")
+    args = ap.parse_args(argv)
+    model = load_int_model(args.checkpoint)
+    _, _, xte, yte = load_split()
+    n = model.layers[0].act_bits
+    base = ArrayConfig(rows=args.rows, act_bits=n, weight_bits=model.layers[0].weight_bits,
+                       pe_acc_bits=32)
+    rows = study(model, xte.numpy(), yte.numpy(), base, tightenings=tuple(args.tighten))
+    print(table(rows))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""OverQ on an integer model: raw wide codes between layers, encoder statistics, the CNN study."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from accel.config import ArrayConfig, OverQConfig
+from accel.layers import LayerError
+from accel.quant.intmodel import IntModel, load_int_model
+from models.digits import load_split
+from models.overq_study import CHECKPOINT, study, table
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    _, _, xte, yte = load_split()
+    return load_int_model(CHECKPOINT), xte.numpy()[:120], yte.numpy()[:120]
+
+
+def wide(model: IntModel, bits: int) -> IntModel:
+    """The same model with unclamped ``bits``-bit activations between layers (no OverQ)."""
+    layers = [dataclasses.replace(lay, act_bits=bits if i else lay.act_bits,
+                                  requant=None if lay.requant is None else
+                                  dataclasses.replace(lay.requant, out_bits=bits))
+              for i, lay in enumerate(model.layers)]
+    clamps = {lay.name: (1 << bits) - 1 if i else model.input_clamps[lay.name]
+              for i, lay in enumerate(layers)}
+    return IntModel(layers, model.graph, clamps, dict(model.meta))
+
+
+def test_handled_outliers_give_the_unclamped_result(model_and_data):
+    """An image whose outliers are all handled computes exactly what 2N-bit activations give."""
+    model, x, _ = model_and_data
+    oq = ArrayConfig(rows=8, act_bits=4, weight_bits=4, pe_acc_bits=32,
+                     overq=OverQConfig(mode="range", cascade=6))
+    ref = wide(model, 8)
+    plain8 = ArrayConfig(rows=8, act_bits=8, weight_bits=4, pe_acc_bits=32)
+    checked = 0
+    for i in range(x.shape[0]):
+        run = model.run(x[i:i + 1], oq)
+        stats = [s.overq for s in run.layers]
+        if sum(s.outliers for s in stats) and all(s.displaced == s.unreached == 0 for s in stats):
+            np.testing.assert_array_equal(run.logits, ref.run(x[i:i + 1], plain8).logits)
+            checked += 1
+    assert checked >= 5
+
+
+def test_study_rows_and_overq_helps_a_tight_calibration(model_and_data):
+    model, x, y = model_and_data
+    base = ArrayConfig(rows=8, act_bits=4, weight_bits=4, pe_acc_bits=32)
+    rows = study(model, x, y, base, cascades=range(3), tightenings=(1, 4))
+    assert len(rows) == 2 * 4
+    by = {(r["tighten"], r["overq"]): r for r in rows}
+    seen = by[(4, "range c=2")]["layers"]["4"]
+    assert seen["outliers"] > by[(1, "range c=2")]["layers"]["4"]["outliers"] > 0
+    handled = [by[(4, f"range c={c}")]["layers"]["4"]["handled_total"] for c in range(3)]
+    assert handled == sorted(handled) and handled[0] > 0       # deeper cascades reach more zeros
+    assert by[(4, "range c=2")]["accuracy"] > by[(4, "clamp")]["accuracy"]
+    assert "| calibrated / 4 | range c=2 |" in table(rows)
+
+
+def test_precision_modes_are_refused_clearly(model_and_data):
+    model, x, _ = model_and_data
+    cfg = ArrayConfig(act_bits=4, weight_bits=4, pe_acc_bits=32, overq=OverQConfig(mode="precision"))
+    with pytest.raises(LayerError, match="supports OverQ range mode only, not 'precision'"):
+        model.run(x[:2], cfg)
