@@ -1,8 +1,9 @@
 """OverQ on the digits CNN at 4-bit activations: outliers per layer and accuracy (SPEC section 4).
 
 Runs a shipped 4-bit integer checkpoint on the array with real ReLU outputs, once clamping every
-activation to N bits (no OverQ) and once per OverQ range-mode cascade c = 0..4, and reports per
-layer the outliers seen and handled. Calibrated 4-bit activations rarely leave their range, so it
+activation to N bits (no OverQ), once per OverQ range-mode cascade c = 0..4, and with the precision
+and both modes at c = 2, and reports per layer the outliers seen and handled and the precision
+slots used. Calibrated 4-bit activations rarely leave their range, so it
 also runs *tightened* calibrations: every hidden requantization multiplies its codes by s (finer
 activation steps, more outliers) and the next layer compensates exactly (bias × s, its output
 scale / s), so without clamping the network computes the same function.
@@ -56,12 +57,13 @@ def study(model: IntModel, x: np.ndarray, y: np.ndarray, base: ArrayConfig,
     rows = []
     for s in tightenings:
         m = tighten(model, s) if s != 1 else model
-        settings = [None] + [OverQConfig(mode="range", cascade=c) for c in cascades]
+        settings = ([None] + [OverQConfig(mode="range", cascade=c) for c in cascades]
+                    + [OverQConfig(mode=m, cascade=2) for m in ("precision", "both")])
         for oq in settings:
             cfg = dataclasses.replace(base, overq=oq)
             run = m.run(x, cfg)
             rows.append({
-                "tighten": s, "overq": "clamp" if oq is None else f"range c={oq.cascade}",
+                "tighten": s, "overq": "clamp" if oq is None else f"{oq.mode} c={oq.cascade}",
                 "accuracy": float((run.logits.argmax(1) == y).mean()),
                 "layers": {st.name: None if st.overq is None else st.overq.to_dict()
                            for st in run.layers}})
@@ -69,7 +71,7 @@ def study(model: IntModel, x: np.ndarray, y: np.ndarray, base: ArrayConfig,
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown: accuracy and, per layer, outliers handled / seen."""
+    """Markdown: accuracy and, per layer, outliers handled / seen (and precision slots used)."""
     names = list(rows[0]["layers"])
     out = ["| activation step | OverQ | accuracy % | " + " | ".join(f"layer {n} handled / seen"
                                                                     for n in names) + " |",
@@ -78,7 +80,8 @@ def table(rows: list[dict]) -> str:
         cells = []
         for n in names:
             st = r["layers"][n]
-            cells.append("-" if st is None else f"{st['handled_total']} / {st['outliers']}")
+            slots = f", {st['precision_slots']} slots" if st and st["precision_slots"] else ""
+            cells.append("-" if st is None else f"{st['handled_total']} / {st['outliers']}{slots}")
         out.append(f"| calibrated / {r['tighten']:g} | {r['overq']} | {100 * r['accuracy']:.2f} | "
                    + " | ".join(cells) + " |")
     return "\n".join(out)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from accel.config import ArrayConfig, OverQConfig
-from accel.layers import LayerError
 from accel.quant.intmodel import IntModel, load_int_model
 from models.digits import load_split
 from models.overq_study import CHECKPOINT, study, table
@@ -50,7 +49,7 @@ def test_study_rows_and_overq_helps_a_tight_calibration(model_and_data):
     model, x, y = model_and_data
     base = ArrayConfig(rows=8, act_bits=4, weight_bits=4, pe_acc_bits=32)
     rows = study(model, x, y, base, cascades=range(3), tightenings=(1, 4))
-    assert len(rows) == 2 * 4
+    assert len(rows) == 2 * (1 + 3 + 2)           # clamp, range c = 0..2, precision, both
     by = {(r["tighten"], r["overq"]): r for r in rows}
     seen = by[(4, "range c=2")]["layers"]["4"]
     assert seen["outliers"] > by[(1, "range c=2")]["layers"]["4"]["outliers"] > 0
@@ -60,8 +59,15 @@ def test_study_rows_and_overq_helps_a_tight_calibration(model_and_data):
     assert "| calibrated / 4 | range c=2 |" in table(rows)
 
 
-def test_precision_modes_are_refused_clearly(model_and_data):
-    model, x, _ = model_and_data
-    cfg = ArrayConfig(act_bits=4, weight_bits=4, pe_acc_bits=32, overq=OverQConfig(mode="precision"))
-    with pytest.raises(LayerError, match="supports OverQ range mode only, not 'precision'"):
-        model.run(x[:2], cfg)
+@pytest.mark.parametrize("mode", ["precision", "both"])
+def test_precision_lanes_carry_fractions_between_layers(model_and_data, mode):
+    """Fractions reach the zeros below them (slots used on every layer), the network still
+    classifies as the clamped one does, and the logits move (fraction bits are really used)."""
+    model, x, y = model_and_data
+    base = ArrayConfig(rows=8, act_bits=4, weight_bits=4, pe_acc_bits=32)
+    plain = model.run(x, base)
+    run = model.run(x, dataclasses.replace(base, overq=OverQConfig(mode=mode, cascade=2)))
+    assert all(st.overq.precision_slots > 0 for st in run.layers)
+    assert not np.array_equal(run.logits, plain.logits)
+    acc = lambda r: (r.logits.argmax(1) == y).mean()  # noqa: E731
+    assert abs(acc(run) - acc(plain)) <= 0.02

@@ -166,16 +166,13 @@ class IntModel:
         ``config`` must have the layers' N, sign and M. ``exact=True`` uses exact int64 sums
         (no accumulator width), the reference for overflow effects.
 
-        With OverQ (range mode) the activations between layers keep their raw wide codes: the
-        requantization clamps to the 2N-bit raw lane range instead of N bits (and no input clamp
-        applies), so each layer's encoder sees the outliers; per-layer encoder statistics are in
-        ``ModelRun.layers[i].overq``. The precision modes need fraction-carrying requantization,
-        which is not built: they are refused.
+        With OverQ the activations between layers keep their raw wide codes, so each layer's
+        encoder sees the outliers: the requantization clamps to the raw lane range
+        (``config.lane_bits``) instead of N bits (no input clamp applies) and, in the precision
+        modes, keeps F = N fraction bits (``integer << F | fraction``, round half to even); each
+        layer then counts in units of 2^-F (bias × 2^F, output scale / 2^F) and the image codes
+        enter as ``code << F``. Per-layer encoder statistics are in ``ModelRun.layers[i].overq``.
         """
-        if config.overq is not None and config.overq.has_precision:
-            raise LayerError(f"IntModel.run supports OverQ range mode only, not "
-                             f"{config.overq.mode!r}: the precision modes need requantization that "
-                             f"keeps N fraction bits, which is not implemented")
         state: np.ndarray = np.asarray(x, dtype=np.float32)
         is_codes = False
         stats = []
@@ -184,7 +181,8 @@ class IntModel:
                 lay = self.layer(g["name"])
                 codes = state if is_codes else lay.quantize_input(state)
                 if config.overq is None or not is_codes:
-                    codes = self._clamp(lay, codes)
+                    codes = self._clamp(lay, codes) << config.frac_bits
+                lay = _in_fraction_units(lay, config.frac_bits)
                 run = run_layer(lay, codes, config, exact=exact)
                 oq = [r.overq for r in run.results if r.overq is not None]
                 stats.append(LayerStats(lay.name, int(run.acc.size), run.pe_events, run.acc_events,
@@ -192,7 +190,8 @@ class IntModel:
                 if lay.requant is not None:
                     rq = lay.requant
                     if config.overq is not None:      # keep the raw wide codes (SPEC section 4)
-                        rq = dataclasses.replace(rq, out_bits=config.lane_bits)
+                        rq = dataclasses.replace(rq, out_bits=config.lane_bits, multiplier=(
+                            rq.multiplier * (1 << config.frac_bits)).astype(np.float32))
                     state, is_codes = _requant(rq, run.acc), True
                 else:
                     state = _dequant(lay, run.acc)
@@ -217,6 +216,17 @@ class IntModel:
         plain = json.loads(json.dumps({**self.meta, "graph": self.graph,
                                        "input_clamps": self.input_clamps}))  # plain JSON types
         save_layers(path, self.layers, plain)
+
+
+def _in_fraction_units(lay: IntLayer, f: int) -> IntLayer:
+    """``lay`` on inputs scaled by 2^f (OverQ precision lanes): bias × 2^f, output scale / 2^f."""
+    if f == 0:
+        return lay
+    rq = lay.requant
+    return dataclasses.replace(
+        lay, bias=None if lay.bias is None else lay.bias << f, input_scale=lay.input_scale / (1 << f),
+        requant=None if rq is None else dataclasses.replace(
+            rq, multiplier=(rq.multiplier / (1 << f)).astype(np.float32)))
 
 
 def _requant(rq: Requant, acc: np.ndarray) -> np.ndarray:
