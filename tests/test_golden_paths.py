@@ -13,18 +13,18 @@ from hypothesis import strategies as st
 import accel.golden as golden
 from accel.config import ArrayConfig
 from accel.golden import gemm, reference_gemm
-
-
-def assert_same(a: golden.GemmResult, b: golden.GemmResult) -> None:
-    np.testing.assert_array_equal(a.y, b.y)
-    np.testing.assert_array_equal(a.pe_overflow, b.pe_overflow)
-    np.testing.assert_array_equal(a.acc_overflow, b.acc_overflow)
-    assert (a.pe_events, a.acc_events) == (b.pe_events, b.acc_events)
+from test_golden import assert_same
 
 
 #: (DENSE_SHARE, CHUNK_OUTPUTS, SCAN_CHUNK_ELEMS): dense or gathered, one chunk or many
 THRESHOLDS = [(0.0, 1 << 16, 1 << 21), (2.0, 1 << 16, 1 << 21), (0.0, 5, 7), (2.0, 5, 7),
               (0.25, 1, 1)]
+
+
+def force_paths(monkeypatch, share: float, outputs: int, elems: int) -> None:
+    """Set the thresholds that choose the scan path (see :data:`THRESHOLDS`)."""
+    for name, value in zip(("DENSE_SHARE", "CHUNK_OUTPUTS", "SCAN_CHUNK_ELEMS"), (share, outputs, elems)):
+        monkeypatch.setattr(golden, name, value)
 
 
 def run_both(x, w, cfg, bias=None) -> golden.GemmResult:
@@ -37,8 +37,7 @@ def run_both(x, w, cfg, bias=None) -> golden.GemmResult:
 @pytest.mark.parametrize("share, outputs, elems", THRESHOLDS)
 def test_one_signed_rails_overflow_every_fold(monkeypatch, mode, share, outputs, elems):
     """Same-sign codes near the rails: every output overflows in every fold (wrap: closed form)."""
-    for name, value in zip(("DENSE_SHARE", "CHUNK_OUTPUTS", "SCAN_CHUNK_ELEMS"), (share, outputs, elems)):
-        monkeypatch.setattr(golden, name, value)
+    force_paths(monkeypatch, share, outputs, elems)
     rng = np.random.default_rng(11)
     cfg = ArrayConfig(rows=6, act_bits=5, weight_bits=5, pe_acc_bits=10, out_acc_bits=12,
                       overflow=mode)
@@ -54,8 +53,7 @@ def test_one_signed_rails_overflow_every_fold(monkeypatch, mode, share, outputs,
 @pytest.mark.parametrize("share, outputs, elems", THRESHOLDS)
 def test_mixed_signs_and_screened_vectors(monkeypatch, mode, share, outputs, elems):
     """Mixed signs (no closed form), some vectors and channels cleared by the screens."""
-    for name, value in zip(("DENSE_SHARE", "CHUNK_OUTPUTS", "SCAN_CHUNK_ELEMS"), (share, outputs, elems)):
-        monkeypatch.setattr(golden, name, value)
+    force_paths(monkeypatch, share, outputs, elems)
     rng = np.random.default_rng(5)
     cfg = ArrayConfig(rows=5, act_bits=6, act_signed=True, weight_bits=5, pe_acc_bits=11,
                       out_acc_bits=13, overflow=mode)
