@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from accel.config import ArrayConfig
 
-__all__ = ["GemmResult", "gemm", "reference_gemm", "reference_output", "check_operands", "op"]
+__all__ = ["GemmResult", "gemm", "pair_outputs", "pair_chunk", "reference_gemm", "reference_output", "check_operands", "op"]
 
 #: Largest number of (t, o) pairs x steps held at once by a gathered scan (int64 elements).
 SCAN_CHUNK_ELEMS = 1 << 21
@@ -318,12 +318,11 @@ def _accumulate_exact_folds(x: np.ndarray, w: np.ndarray, b: np.ndarray, config:
 
     Every accumulator value of output ``(t, o)`` lies between ``b[o]`` plus the sum of its
     negative products and ``b[o]`` plus the sum of its positive products (:func:`_sign_sums`);
-    where that stays inside Q bits the result is the exact sum. The other outputs are gathered:
-    their fold sums (exact int64 products summed per fold) step through the Q-bit accumulator.
+    where that stays inside Q bits the result is the exact sum. The other outputs are gathered
+    and run through :func:`pair_outputs`.
     Q <= 62 bits, so no int64 sum can wrap. Returns None when at least ``DENSE_SHARE`` of the
     outputs are at risk (:func:`accumulate_folds` is then cheaper than gathering).
     """
-    q, mode, r = config.out_bits, config.overflow, config.rows
     lo_q, hi_q = config.out_range
     k = x.shape[1]
     pos, neg = _sign_sums(x, w, int(np.abs(x).max()) * int(np.abs(w).sum(axis=0).max()))
@@ -334,25 +333,61 @@ def _accumulate_exact_folds(x: np.ndarray, w: np.ndarray, b: np.ndarray, config:
     ti, oi = np.nonzero(risky)
     acc_ovf = np.zeros(y.shape, dtype=bool)
     acc_events = 0
-    step = max(1, SCAN_CHUNK_ELEMS // k)
+    step = pair_chunk(k)
     for i0 in range(0, ti.size, step):
         tc, oc = ti[i0:i0 + step], oi[i0:i0 + step]
-        fold_sums = np.add.reduceat(x[tc] * w[:, oc].T, np.arange(0, k, r), axis=1)   # [n, F]
-        if mode == "wrap":   # an event per crossing of a 2^Q period by the exact running sum
-            period = (b[oc, None] + np.cumsum(fold_sums, axis=1) - lo_q) >> q
-            ev = np.count_nonzero(np.diff(period, axis=1, prepend=0), axis=1)
-            y[tc, oc] = op(y[tc, oc], q, mode)
-        else:
-            acc, ev = b[oc].copy(), np.zeros(tc.size, dtype=np.int64)
-            for f in range(fold_sums.shape[1]):
-                acc += fold_sums[:, f]
-                ev += (acc < lo_q) | (acc > hi_q)
-                np.clip(acc, lo_q, hi_q, out=acc)
-            y[tc, oc] = acc
+        y[tc, oc], _, ev = pair_outputs(x[tc], w[:, oc].T, b[oc], config)
         acc_ovf[tc, oc] = ev > 0
         acc_events += int(ev.sum())
     zeros = np.zeros(y.shape, dtype=bool)
     return GemmResult(y, zeros, acc_ovf, 0, acc_events)
+
+
+def pair_chunk(k: int) -> int:
+    """Outputs per call of :func:`pair_outputs` with K = ``k`` (bounded memory)."""
+    return max(1, SCAN_CHUNK_ELEMS // max(1, k))
+
+
+def pair_outputs(xg: np.ndarray, wg: np.ndarray, bias: np.ndarray, config: ArrayConfig
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SPEC section 2 for a list of outputs given as operand rows: ``xg[i] . wg[i] + bias[i]``.
+
+    ``xg`` and ``wg`` are ``[n, K]`` (integer-valued; the caller gathers them, in chunks of
+    :func:`pair_chunk`); ``bias`` is the accumulator's Q-bit start value (the bias, or the
+    accumulator at a fold edge when the operands begin there). Per fold, the sums of the positive and of the negative products bound
+    every PE prefix; only folds that may leave P bits are scanned step by step. In wrap mode an
+    accumulator event is a crossing of a 2^Q period by the running sum of the (P-bit) fold
+    results, at most one per fold since P <= Q. Q <= 62. Returns ``(y, PE events, accumulator
+    events)``, int64 ``[n]`` each.
+    """
+    bits, q, mode, r = config.pe_acc_bits, config.out_bits, config.overflow, config.rows
+    p_lo, p_hi = config.pe_range
+    lo_q, hi_q = config.out_range
+    n, k = xg.shape
+    folds = -(-k // r)
+    x3, w3 = np.asarray(xg, np.int64), np.asarray(wg, np.int64)
+    if folds * r > k:                              # zero products past K change no step
+        pad = ((0, 0), (0, folds * r - k))
+        x3, w3 = np.pad(x3, pad), np.pad(w3, pad)
+    x3, w3 = x3.reshape(n, folds, r), w3.reshape(n, folds, r)
+    prods = x3 * w3
+    pos = np.maximum(prods, 0).sum(axis=2)
+    s = prods.sum(axis=2)                          # exact fold sums [n, F]
+    pe = np.zeros(s.shape, np.int64)
+    ii, ff = np.nonzero((pos > p_hi) | (s - pos < p_lo))
+    if ii.size:
+        s[ii, ff], pe[ii, ff] = _scan_pairs(x3[ii, ff], w3[ii, ff], bits, mode)
+    b = np.asarray(bias, np.int64)
+    if mode == "wrap":
+        period = (b[:, None] + np.cumsum(s, axis=1) - lo_q) >> q
+        ae = np.count_nonzero(np.diff(period, axis=1, prepend=0), axis=1)
+        return op(b + s.sum(axis=1), q, mode), pe.sum(axis=1), ae.astype(np.int64)
+    acc, ae = b.copy(), np.zeros(n, np.int64)
+    for f in range(folds):
+        acc += s[:, f]
+        ae += (acc < lo_q) | (acc > hi_q)
+        np.clip(acc, lo_q, hi_q, out=acc)
+    return acc, pe.sum(axis=1), ae
 
 
 def accumulate_folds(folds: Iterable[tuple[np.ndarray, np.ndarray]], bias: np.ndarray,

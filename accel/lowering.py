@@ -15,7 +15,7 @@ import numpy as np
 
 from accel.layers import IntLayer, LayerError
 
-__all__ = ["GemmShape", "conv_output_size", "gemm_shape", "im2col", "lower", "raise_output"]
+__all__ = ["GemmShape", "check_codes", "conv_output_size", "gemm_shape", "im2col", "lower", "raise_output"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,16 @@ def im2col(codes: np.ndarray, layer: IntLayer) -> np.ndarray:
     return cols.transpose(1, 2).reshape(n * cols.shape[2], cols.shape[1]).numpy()
 
 
+def check_codes(layer: IntLayer, codes: np.ndarray, code_range: tuple[int, int] | None = None) -> None:
+    """Refuse input codes outside ``code_range`` (default: the layer's N-bit range), naming both."""
+    lo, hi = layer.input_range if code_range is None else code_range
+    if codes.size and (int(codes.min()) < lo or int(codes.max()) > hi):
+        what = (f"{'signed' if layer.act_signed else 'unsigned'} {layer.act_bits}-bit"
+                if code_range is None else "lane")
+        raise LayerError(f"layer {layer.name!r}: input codes span [{int(codes.min())}, "
+                         f"{int(codes.max())}], outside the layer's {what} range [{lo}, {hi}]")
+
+
 def lower(layer: IntLayer, codes: np.ndarray, code_range: tuple[int, int] | None = None
           ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """The GEMM operands of ``layer`` on input codes: ``[(x [T, K], w [K, O_g], bias [O_g]), ...]``.
@@ -90,12 +100,7 @@ def lower(layer: IntLayer, codes: np.ndarray, code_range: tuple[int, int] | None
     raw lane range); weights and bias come from the layer.
     """
     codes = np.asarray(codes)
-    lo, hi = layer.input_range if code_range is None else code_range
-    if codes.size and (int(codes.min()) < lo or int(codes.max()) > hi):
-        what = (f"{'signed' if layer.act_signed else 'unsigned'} {layer.act_bits}-bit"
-                if code_range is None else "lane")
-        raise LayerError(f"layer {layer.name!r}: input codes span [{int(codes.min())}, "
-                         f"{int(codes.max())}], outside the layer's {what} range [{lo}, {hi}]")
+    check_codes(layer, codes, code_range)
     shape = gemm_shape(layer, codes.shape)
     w2 = layer.weight.reshape(layer.out_channels, -1)             # [O, K_g]
     bias = layer.bias

@@ -18,8 +18,10 @@ import numpy as np
 from accel.config import ArrayConfig
 from accel.golden import GemmResult, check_operands, gemm
 from accel.layers import IntLayer, LayerError
-from sim.cycles import TimingNumbers, gemm_cycles, scalesim_conv_t, scalesim_cycles
 from accel.lowering import gemm_shape, lower, raise_output
+from accel.patches import Patches
+from accel.screen import screen_layer
+from sim.cycles import GemmCycles, TimingNumbers, gemm_cycles, scalesim_conv_t, scalesim_cycles
 
 __all__ = ["PsumExtremes", "LayerStats", "psum_extremes", "array_gemm", "merge_stats", "signed_bits", "check_layer_fits",
            "run_layer"]
@@ -290,33 +292,50 @@ def run_layer(layer: IntLayer, codes: np.ndarray, config: ArrayConfig, tm: Timin
     stats = LayerStats(name=layer.name, kind=layer.kind, input_shape=list(np.shape(codes)),
                        output_shape=list(shape.out_shape), t=shape.t, k=shape.k, o=shape.o,
                        layer_groups=shape.groups)
-    ys = []
-    pe_lo = pe_hi = acc_lo = acc_hi = 0
-    for x, w, b in lower(layer, codes):
-        res, ext = array_gemm(x, w, b, config, extremes)
-        cyc = gemm_cycles(shape.t, shape.k, shape.o, config, tm)
-        ys.append(res.y)
-        stats.jobs += 1
-        stats.folds, stats.col_groups = cyc.folds, cyc.groups
-        stats.cycles += cyc.cycles
-        stats.macs += cyc.macs
-        stats.weight_tile_loads += cyc.tiles
-        stats.acc_reads += cyc.acc_reads
-        stats.acc_writes += cyc.acc_writes
-        stats.outputs += res.y.size
-        stats.pe_events += res.pe_events
-        stats.acc_events += res.acc_events
-        stats.pe_overflow_outputs += int(res.pe_overflow.sum())
-        stats.acc_overflow_outputs += int(res.acc_overflow.sum())
-        stats.affected_outputs += int((res.pe_overflow | res.acc_overflow).sum())
-        stats.exact_mismatches += int((res.y != ext.exact).sum())
-        pe_lo, pe_hi = min(pe_lo, ext.pe_min), max(pe_hi, ext.pe_max)
-        acc_lo, acc_hi = min(acc_lo, ext.acc_min), max(acc_hi, ext.acc_max)
-    stats.pe_psum_min, stats.pe_psum_max, stats.acc_min, stats.acc_max = pe_lo, pe_hi, acc_lo, acc_hi
+    cyc = gemm_cycles(shape.t, shape.k, shape.o, config, tm)
+    stats.folds, stats.col_groups = cyc.folds, cyc.groups
+    screened = None if extremes else screen_layer(Patches(layer, codes), config)
+    if screened is not None:
+        acc = screened.acc
+        for _ in range(shape.groups):
+            _add_job(stats, cyc)
+        stats.outputs = acc.size
+        stats.pe_events, stats.acc_events = screened.pe_events, screened.acc_events
+        stats.pe_overflow_outputs, stats.acc_overflow_outputs = screened.pe_outputs, screened.acc_outputs
+        stats.affected_outputs = screened.affected_outputs
+        stats.exact_mismatches = screened.mismatches
+    else:
+        ys = []
+        pe_lo = pe_hi = acc_lo = acc_hi = 0
+        for x, w, b in lower(layer, codes):
+            res, ext = array_gemm(x, w, b, config, extremes)
+            ys.append(res.y)
+            _add_job(stats, cyc)
+            stats.outputs += res.y.size
+            stats.pe_events += res.pe_events
+            stats.acc_events += res.acc_events
+            stats.pe_overflow_outputs += int(res.pe_overflow.sum())
+            stats.acc_overflow_outputs += int(res.acc_overflow.sum())
+            stats.affected_outputs += int((res.pe_overflow | res.acc_overflow).sum())
+            stats.exact_mismatches += int((res.y != ext.exact).sum())
+            pe_lo, pe_hi = min(pe_lo, ext.pe_min), max(pe_hi, ext.pe_max)
+            acc_lo, acc_hi = min(acc_lo, ext.acc_min), max(acc_hi, ext.acc_max)
+        stats.pe_psum_min, stats.pe_psum_max, stats.acc_min, stats.acc_max = pe_lo, pe_hi, acc_lo, acc_hi
+        acc = raise_output(layer, ys, shape)
     stats.scalesim_cycles = layer_scalesim_cycles(layer, np.shape(codes), config)
     stats.extremes_measured = extremes
     _finish(stats, config)
-    return raise_output(layer, ys, shape), stats
+    return acc, stats
+
+
+def _add_job(stats: LayerStats, cyc: GemmCycles) -> None:
+    """Count one GEMM job (one group of one call) on the array."""
+    stats.jobs += 1
+    stats.cycles += cyc.cycles
+    stats.macs += cyc.macs
+    stats.weight_tile_loads += cyc.tiles
+    stats.acc_reads += cyc.acc_reads
+    stats.acc_writes += cyc.acc_writes
 
 
 def layer_scalesim_cycles(layer: IntLayer, input_shape: tuple[int, ...], config: ArrayConfig) -> int:

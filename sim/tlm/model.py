@@ -1,7 +1,8 @@
 """Whole-model execution: every quantized conv/linear on the simulated array, the rest in PyTorch.
 
-A forward hook on each array layer replaces the module's output by the TLM's, so ReLU, pooling,
-additions, flatten and the like run in PyTorch on what the array produced. Array layers are
+Each array layer's output is the TLM's (its own forward is replaced for the duration of a call,
+or hooked for torch.ao layers), so ReLU, pooling, additions, flatten and the like run in PyTorch
+on what the array produced. Array layers are
 
 * modules with ``to_int_layer(name)`` (:class:`accel.layers.HasIntLayer`, e.g. ``accel.quant``):
   they receive float tensors, the TLM quantizes them with the layer's input scale and zero point
@@ -125,36 +126,41 @@ class ArraySimulator:
     def _record(self, name: str, stats: LayerStats) -> None:
         self.stats[name] = merge_stats(self.stats.get(name), stats, self.config)
 
-    def _hook(self, name: str) -> Callable:
+    def _ao_hook(self, name: str) -> Callable:
+        """Forward hook of a torch.ao layer: the TLM's codes replace (and are compared with) its own."""
         import torch
 
         def hook(module: Any, inputs: tuple, output: Any) -> Any:
             x = inputs[0]
-            if is_quantized_layer(module):
-                key = (name, float(x.q_scale()), int(x.q_zero_point()))
-                layer = self._int_layers.get(key)
-                if layer is None:
-                    layer = from_quantized(module, name, key[1], key[2], self.engine)
-                    self._int_layers[key] = layer
-                acc, stats = run_layer(layer, x.int_repr().numpy(), self.config, self.tm,
-                                       self.extremes)
-                conv = layer.kind == "conv2d"
-                codes = _channel_first(layer.requant.apply(_channel_last(acc, conv)), conv)
-                ref = output.int_repr().numpy().astype(np.int64)
-                diff = np.abs(codes - ref)
-                agg = self.agreement.setdefault(name, {"compared": 0, "equal": 0, "within_1lsb": 0})
-                agg["compared"] += int(diff.size)
-                agg["equal"] += int((diff == 0).sum())
-                agg["within_1lsb"] += int((diff <= 1).sum())
-                self._record(name, stats)
-                return torch._make_per_tensor_quantized_tensor(
-                    torch.from_numpy(np.ascontiguousarray(codes).astype(np.uint8)),
-                    layer.requant.scale, layer.requant.zero_point)
-            key = (name,)
+            key = (name, float(x.q_scale()), int(x.q_zero_point()))
             layer = self._int_layers.get(key)
             if layer is None:
-                layer = module.to_int_layer(name)
+                layer = from_quantized(module, name, key[1], key[2], self.engine)
                 self._int_layers[key] = layer
+            acc, stats = run_layer(layer, x.int_repr().numpy(), self.config, self.tm, self.extremes)
+            conv = layer.kind == "conv2d"
+            codes = _channel_first(layer.requant.apply(_channel_last(acc, conv)), conv)
+            ref = output.int_repr().numpy().astype(np.int64)
+            diff = np.abs(codes - ref)
+            agg = self.agreement.setdefault(name, {"compared": 0, "equal": 0, "within_1lsb": 0})
+            agg["compared"] += int(diff.size)
+            agg["equal"] += int((diff == 0).sum())
+            agg["within_1lsb"] += int((diff <= 1).sum())
+            self._record(name, stats)
+            return torch._make_per_tensor_quantized_tensor(
+                torch.from_numpy(np.ascontiguousarray(codes).astype(np.uint8)),
+                layer.requant.scale, layer.requant.zero_point)
+
+        return hook
+
+    def _forward(self, name: str, module: Any) -> Callable:
+        """Forward of an integer-layer module on the array (its own float forward never runs)."""
+        import torch
+
+        def forward(x: Any) -> Any:
+            layer = self._int_layers.get((name,))
+            if layer is None:
+                layer = self._int_layers[(name,)] = module.to_int_layer(name)
             codes = layer.quantize_input(x.detach().cpu().numpy())
             acc, stats = run_layer(layer, codes, self.config, self.tm, self.extremes)
             conv = layer.kind == "conv2d"
@@ -166,19 +172,27 @@ class ArraySimulator:
             self._record(name, stats)
             return torch.from_numpy(np.ascontiguousarray(_channel_first(y, conv)))
 
-        return hook
+        return forward
 
     def __call__(self, x: Any) -> Any:
         """The model's output on ``x`` with every array layer computed by the TLM."""
         import torch
 
-        handles = [m.register_forward_hook(self._hook(n)) for n, m in self.layers]
+        handles, patched = [], []
         try:
+            for n, m in self.layers:
+                if is_quantized_layer(m):
+                    handles.append(m.register_forward_hook(self._ao_hook(n)))
+                else:
+                    m.forward = self._forward(n, m)       # instance attribute shadows the class's
+                    patched.append(m)
             with torch.no_grad():
                 return self.model(x)
         finally:
             for h in handles:
                 h.remove()
+            for m in patched:
+                del m.forward
 
     def layer_stats(self) -> list[LayerStats]:
         """Per-layer statistics so far, in model order, with the torch.ao agreement attached."""

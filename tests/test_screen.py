@@ -1,0 +1,236 @@
+"""The lazy lowering (accel.patches) and the block screen (accel.screen) against lower() + golden."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import replace
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import accel.screen as screen_mod
+from accel.config import ArrayConfig, OverQConfig
+from accel.golden import gemm
+from accel.layers import IntLayer, code_range
+from accel.lowering import gemm_shape, lower, raise_output
+from accel.patches import Patches
+from accel.screen import block_edges, screen_layer
+from accel.timing import timing
+from sim.tlm.layer import run_layer
+
+
+def make_layer(rng, kind, act_bits, act_signed, weight_bits, zp, c_in=4, c_out=6, groups=1,
+               kernel=(3, 3), stride=(1, 1), padding=(1, 1), dilation=(1, 1), bias_bits=None,
+               fill=None):
+    lo, hi = code_range(weight_bits, True)
+    shape = (c_out, c_in) if kind == "linear" else (c_out, c_in // groups, *kernel)
+    w = np.full(shape, fill) if fill is not None else rng.integers(lo, hi + 1, shape)
+    bias = None if bias_bits is None else rng.integers(-(1 << bias_bits), 1 << bias_bits, c_out)
+    extra = {} if kind == "linear" else dict(stride=stride, padding=padding, dilation=dilation,
+                                             groups=groups)
+    return IntLayer(name="l", kind=kind, weight=w, weight_scale=[1.0], input_scale=1.0,
+                    input_zero_point=zp, act_bits=act_bits, act_signed=act_signed,
+                    weight_bits=weight_bits, bias=bias, **extra)
+
+
+def golden_layer(layer, codes, config):
+    """lower() + golden.gemm per group: the layer-shaped result and the screen's statistics."""
+    ys, tot = [], dict(pe_events=0, acc_events=0, pe_outputs=0, acc_outputs=0, affected_outputs=0,
+                       mismatches=0)
+    for x, w, b in lower(layer, codes):
+        res = gemm(x, w, config, b)
+        exact = x.astype(np.int64) @ w + (0 if b is None else b)
+        ys.append(res.y)
+        tot["pe_events"] += res.pe_events
+        tot["acc_events"] += res.acc_events
+        tot["pe_outputs"] += int(res.pe_overflow.sum())
+        tot["acc_outputs"] += int(res.acc_overflow.sum())
+        tot["affected_outputs"] += int((res.pe_overflow | res.acc_overflow).sum())
+        tot["mismatches"] += int((res.y != exact).sum())
+    return raise_output(layer, ys, gemm_shape(layer, codes.shape)), tot
+
+
+def assert_screen_equals_golden(layer, codes, config):
+    got = screen_layer(Patches(layer, codes), config)
+    assert got is not None
+    want, tot = golden_layer(layer, codes, config)
+    assert got.acc.shape == want.shape
+    assert np.array_equal(got.acc, want)
+    for name, value in tot.items():
+        assert getattr(got, name) == value, name
+    return got
+
+
+def codes_for(rng, layer, shape, dist):
+    lo, hi = layer.input_range
+    if dist == "uniform":
+        return rng.integers(lo, hi + 1, shape)
+    if dist == "rails":   # only the two extreme codes: every sum as far out as it gets
+        return rng.choice([lo, hi], shape)
+    return np.full(shape, hi if dist == "max" else lo)
+
+
+@st.composite
+def cases(draw):
+    kind = draw(st.sampled_from(["conv2d", "linear"]))
+    n_bits, m_bits = draw(st.integers(2, 8)), draw(st.integers(2, 8))
+    signed = draw(st.booleans())
+    lo, hi = code_range(n_bits, signed)
+    zp = draw(st.integers(lo, hi))
+    rows = draw(st.integers(1, 6))
+    p = draw(st.integers(n_bits + m_bits, n_bits + m_bits + 5))
+    q = draw(st.integers(p, p + 3))
+    config = ArrayConfig(rows=rows, cols=3, act_bits=n_bits, act_signed=signed, weight_bits=m_bits,
+                         pe_acc_bits=p, out_acc_bits=q, overflow=draw(st.sampled_from(["wrap", "saturate"])))
+    if kind == "linear":
+        geo = dict(c_in=draw(st.integers(1, 40)), c_out=draw(st.integers(1, 5)))
+        shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), geo["c_in"])
+    else:
+        groups = draw(st.integers(1, 3))
+        kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+        dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+        h = draw(st.integers(dilation[0] * (kernel[0] - 1) + 1, 7))
+        w = draw(st.integers(dilation[1] * (kernel[1] - 1) + 1, 7))
+        geo = dict(c_in=groups * draw(st.integers(1, 5)), c_out=groups * draw(st.integers(1, 3)),
+                   groups=groups, kernel=kernel, dilation=dilation, padding=padding,
+                   stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))))
+        shape = (draw(st.integers(1, 2)), geo["c_in"], h, w)
+    bias_bits = draw(st.one_of(st.none(), st.integers(0, q - 2)))
+    knobs = (draw(st.sampled_from([1, 2, 9])), draw(st.sampled_from([0, 10**9])))
+    return (kind, n_bits, signed, m_bits, zp, geo, shape, bias_bits, config, knobs,
+            draw(st.sampled_from(["uniform", "rails", "max", "min"])), draw(st.integers(0, 2**31)))
+
+
+def with_knobs(stack, knobs):
+    """Force block size (folds per block) and the refinement path (0: gathered, 1e9: dense)."""
+    stack.enter_context(mock.patch.object(screen_mod, "BLOCK_FOLDS", knobs[0]))
+    stack.enter_context(mock.patch.object(screen_mod, "DENSE_RATIO", knobs[1]))
+
+
+@settings(max_examples=250, deadline=None)
+@given(cases())
+def test_screen_equals_golden(case):
+    kind, n_bits, signed, m_bits, zp, geo, shape, bias_bits, config, knobs, dist, seed = case
+    rng = np.random.default_rng(seed)
+    layer = make_layer(rng, kind, n_bits, signed, m_bits, zp, bias_bits=bias_bits, **geo)
+    codes = codes_for(rng, layer, shape, dist)
+    with ExitStack() as stack:
+        with_knobs(stack, knobs)
+        assert_screen_equals_golden(layer, codes, config)
+
+
+@pytest.mark.parametrize("knobs", [(1, 0), (2, 10**9), (9, 0), (9, 10**9)])
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_corner_operands(knobs, mode):
+    """-2^(N-1) * -2^(M-1) everywhere (signed), and all-max unsigned codes with min weights."""
+    rng = np.random.default_rng(3)
+    config = ArrayConfig(rows=4, cols=2, act_bits=8, act_signed=True, weight_bits=8, pe_acc_bits=16,
+                         out_acc_bits=18, overflow=mode)
+    with ExitStack() as stack:
+        with_knobs(stack, knobs)
+        layer = make_layer(rng, "conv2d", 8, True, 8, -128, c_in=8, c_out=3, fill=-128)
+        got = assert_screen_equals_golden(layer, np.full((1, 8, 4, 4), -128), config)
+        assert got.pe_events > 0 and (got.acc_events > 0 or mode == "wrap")   # wrapped folds stay small
+        config = replace(config, act_signed=False)
+        layer = make_layer(rng, "linear", 8, False, 8, 0, c_in=300, c_out=2, fill=-128)
+        assert_screen_equals_golden(layer, np.full((3, 300), 255), config)
+
+
+@pytest.mark.parametrize("extra, events", [(0, 0), (1, 1)])
+def test_just_overflowing_sum(extra, events):
+    """A sum that reaches exactly 2^(Q-1) - 1 raises nothing; one more is one accumulator event."""
+    config = ArrayConfig(rows=4, cols=2, act_bits=8, weight_bits=8, pe_acc_bits=16, overflow="wrap")
+    x = np.full((1, 160), 205)
+    x[0, -1] = config.out_range[1] - 159 * 205 + extra          # the last fold tips it over, or not
+    layer = IntLayer(name="l", kind="linear", weight=np.ones((1, 160), np.int64), weight_scale=[1.0],
+                     input_scale=1.0, input_zero_point=0)
+    got = assert_screen_equals_golden(layer, x, config)
+    assert got.acc_events == events and got.resolved == events
+
+
+def test_float64_screen_and_restart():
+    """Q > 24 screens in float64; an exact sum that leaves 2^24 restarts a float32 screen."""
+    rng = np.random.default_rng(5)
+    wide = ArrayConfig(rows=2, cols=2, act_bits=12, weight_bits=12, pe_acc_bits=24, out_acc_bits=26,
+                       overflow="saturate")
+    layer = make_layer(rng, "linear", 12, False, 12, 0, c_in=64, c_out=3)
+    codes = codes_for(rng, layer, (4, 64), "rails")
+    assert_screen_equals_golden(layer, codes, wide)
+    runs = []
+    real_run = screen_mod._Screen.run
+
+    def spy(self, edges):
+        runs.append((self.dtype, real_run(self, edges)))
+        return runs[-1][1]
+
+    narrow = ArrayConfig(rows=8, cols=2, act_bits=8, weight_bits=8, pe_acc_bits=20, out_acc_bits=24,
+                         overflow="wrap")
+    layer = make_layer(rng, "linear", 8, False, 8, 0, c_in=1200, c_out=2, fill=127)
+    with mock.patch.object(screen_mod._Screen, "run", spy):
+        got = assert_screen_equals_golden(layer, np.full((2, 1200), 255), narrow)
+    assert [ok for _, ok in runs] == [False, True] and got.acc_events > 0
+
+
+def test_not_applicable_and_errors():
+    rng = np.random.default_rng(6)
+    layer = make_layer(rng, "linear", 8, False, 8, 0, c_in=8, c_out=2)
+    codes = rng.integers(0, 256, (3, 8))
+    overq = ArrayConfig(rows=4, cols=2, overq=OverQConfig(mode="range"))
+    assert screen_layer(Patches(layer, codes), overq) is None
+    assert screen_layer(Patches(layer, np.zeros((0, 8), np.int64)), ArrayConfig(rows=4, cols=2)) is None
+    big = make_layer(rng, "linear", 16, False, 16, 0, c_in=8, c_out=2)     # 2^31 products
+    cfg16 = ArrayConfig(rows=4, cols=2, act_bits=16, weight_bits=16)
+    assert screen_layer(Patches(big, rng.integers(0, 1 << 16, (2, 8))), cfg16) is None
+    biased = make_layer(rng, "linear", 8, False, 8, 0, c_in=8, c_out=2, bias_bits=30)
+    with pytest.raises(ValueError, match="bias of channel"):
+        screen_layer(Patches(biased, codes), ArrayConfig(rows=4, cols=2, pe_acc_bits=16))
+
+
+def test_block_edges():
+    assert block_edges(576, 9, 32, 511) == [0, 288, 576]            # 3x3: whole folds, 32 channels
+    assert block_edges(600, 1, 32, 511) == [0, 288, 576, 600]       # linear / 1x1
+    assert block_edges(490, 49, 32, 511) == [0, 245, 490]           # 7x7: no whole fold fits
+    assert block_edges(100, 1, 4, 3) is None                        # a fold is not exact in float32
+    assert block_edges(2, 1, 4, 3) == [0, 2]                        # K below one fold
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_patches_equal_lowering(groups):
+    rng = np.random.default_rng(7)
+    layer = make_layer(rng, "conv2d", 8, False, 8, 3, c_in=4, c_out=4, groups=groups,
+                       kernel=(2, 3), stride=(2, 1), padding=(1, 2), dilation=(1, 2))
+    codes = rng.integers(0, 256, (2, 4, 6, 7))
+    p = Patches(layer, codes)
+    mats = lower(layer, codes)
+    t = rng.integers(0, p.shape.t, 20)
+    o = rng.integers(0, layer.out_channels, 20)
+    x = np.stack([mats[oc // p.shape.o][0][tt] for tt, oc in zip(t, o)])
+    w = np.stack([mats[oc // p.shape.o][1][:, oc % p.shape.o] for oc in o])
+    assert np.array_equal(p.take(t, o, 3, 9), x[:, 3:9])
+    assert np.array_equal(p.weights(o, 3, 9), w[:, 3:9])
+    pn = p.block_sums(p.kk, 2 * p.kk).numpy()
+    for g, (xg, wg, _) in enumerate(mats):
+        prods = xg[:, None, p.kk:2 * p.kk].astype(np.int64) * wg.T[None, :, p.kk:2 * p.kk]
+        sl = pn.reshape(p.shape.t, 2, -1)[:, :, g * p.shape.o:(g + 1) * p.shape.o]
+        assert np.array_equal(sl[:, 0], np.maximum(prods, 0).sum(axis=2))
+        assert np.array_equal(sl[:, 1], np.minimum(prods, 0).sum(axis=2))
+
+
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_run_layer_screen_equals_extremes_path(mode):
+    """run_layer without extremes (the screen) reports what the exact-extremes path reports."""
+    rng = np.random.default_rng(8)
+    config = ArrayConfig(rows=8, cols=4, act_bits=8, weight_bits=8, pe_acc_bits=17, overflow=mode)
+    layer = make_layer(rng, "conv2d", 8, False, 8, 0, c_in=16, c_out=8, bias_bits=10)
+    codes = rng.integers(0, 256, (2, 16, 6, 6))
+    fast, fs = run_layer(layer, codes, config, timing(config), extremes=False)
+    slow, ss = run_layer(layer, codes, config, timing(config), extremes=True)
+    assert np.array_equal(fast, slow)
+    assert fs.acc_events > 0 and not fs.extremes_measured
+    for name in ("cycles", "jobs", "macs", "outputs", "pe_events", "acc_events", "pe_overflow_outputs",
+                 "acc_overflow_outputs", "affected_outputs", "exact_mismatches"):
+        assert getattr(fs, name) == getattr(ss, name), name
