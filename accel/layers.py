@@ -177,15 +177,21 @@ class Requant:
 
     def apply(self, acc: np.ndarray) -> np.ndarray:
         """Codes (int64, same shape) of accumulators ``acc[..., O]`` (channel axis last)."""
-        v = np.asarray(acc).astype(np.float32)
+        v = np.asarray(acc).astype(np.float32)      # a fresh array: the steps below run in place
         if self.offset is not None:
-            v = v + self.offset
-        v = v * self.multiplier
+            v += self.offset
+        v *= self.multiplier
         lo, hi = self.out_range
         if self.relu:
             lo = max(lo, self.zero_point)
-        codes = np.rint(v).astype(np.float64) + self.zero_point
-        return np.clip(codes, lo, hi).astype(np.int64)
+        np.rint(v, out=v)
+        # clamp(rint(v) + zp, lo, hi) == clamp(rint(v), lo - zp, hi - zp) + zp, with the bounds
+        # exact: float32 holds them below 2^24, float64 for wider codes
+        z = self.zero_point
+        if max(z - lo, hi - z) >= 1 << 24:
+            v = v.astype(np.float64)
+        np.clip(v, lo - z, hi - z, out=v)
+        return v.astype(np.int64) + z
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
         """Real values (float32) of output codes: ``(code - zero_point) * scale``."""
@@ -338,8 +344,12 @@ class IntLayer:
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
         """Codes (int64) of real inputs: ``clamp(rint(x / input_scale) + zero_point)``, half to even."""
         lo, hi = self.input_range
-        q = np.rint(np.asarray(x, dtype=np.float64) / self.input_scale) + self.input_zero_point
-        return np.clip(q, lo, hi).astype(np.int64)
+        z = self.input_zero_point
+        q = np.array(x, dtype=np.float64)           # a fresh array: the steps below run in place
+        q /= self.input_scale
+        np.rint(q, out=q)
+        np.clip(q, lo - z, hi - z, out=q)           # == clamp(rint(.) + z, lo, hi) - z
+        return q.astype(np.int64) + z
 
     def dequantize_output(self, acc: np.ndarray) -> np.ndarray:
         """Real outputs (float32) of accumulators ``acc[..., O]`` when there is no requant."""

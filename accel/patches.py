@@ -23,7 +23,10 @@ import numpy as np
 from accel.layers import IntLayer
 from accel.lowering import GemmShape, check_codes, gemm_shape
 
-__all__ = ["Patches"]
+__all__ = ["Patches", "NHWC_MIN_PIXELS"]
+
+#: Output pixels per image from which block sums are computed channel-last (faster there).
+NHWC_MIN_PIXELS = 256
 
 
 class Patches:
@@ -54,6 +57,7 @@ class Patches:
         x = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))
         #: a code (or the padding) is negative: products of both signs come from both signs of x
         self.signed = bool(codes.size and codes.min() < 0) or layer.input_zero_point < 0
+        self._nhwc = False
         if layer.kind == "linear":
             self.kk = 1
             self.lead = tuple(codes.shape[:-1])
@@ -75,6 +79,9 @@ class Patches:
         self._k_off = ((np.arange(cg)[:, None, None] * hp * wp + np.arange(kh)[None, :, None] * dh * wp
                         + np.arange(kw)[None, None, :] * dw).reshape(-1))
         self._g_off = cg * hp * wp
+        # large feature maps convolve faster channel-last (the block sums and A then are too)
+        self._nhwc = layer.groups == 1 and not self.signed and ho * wo >= NHWC_MIN_PIXELS
+        self._x_nhwc = self._x.contiguous(memory_format=torch.channels_last) if self._nhwc else None
 
     @property
     def amax(self) -> int:
@@ -114,6 +121,14 @@ class Patches:
                          torch.cat([w, w.abs()]).reshape(2 * o, *kernel), groups=2 * g, **conv)
             s, m = y[:, :o], y[:, o:]
             return torch.stack([s + m, s - m], dim=1).mul_(0.5).permute(0, 3, 4, 1, 2)
+        if self._nhwc and c1 - c0 > 1 and self.lead[2] > 1:
+            # (torch 2.13's channel-last conv returns wrong values for one input channel, output
+            # width 1 and unequal strides: measured, hence the guard)
+            wpn = torch.cat([w.clamp(min=0), w.clamp(max=0)]).reshape(2 * o, *kernel)
+            # clone: a channel slice of a channel-last tensor can pass for a dense one (one channel)
+            x = self._x_nhwc[:, c0:c1].clone(memory_format=torch.channels_last)
+            y = F.conv2d(x, wpn.contiguous(memory_format=torch.channels_last), **conv)
+            return y.permute(0, 2, 3, 1).reshape(*self.lead, 2, o)
         og = o // g
         # group-major output channels: [g][pos|neg][og]
         wpn = torch.cat([w.clamp(min=0), w.clamp(max=0)]).reshape(2, g, og, *kernel).transpose(0, 1)
@@ -134,11 +149,12 @@ class Patches:
         return self._w.numpy()[np.asarray(o, np.int64), k0:k1]
 
     def new_acc(self, dtype: "torch.dtype") -> "torch.Tensor":  # noqa: F821
-        """An empty ``[*lead, O]`` tensor laid out like :meth:`block_sums` (channel-first for a conv)."""
+        """An empty ``[*lead, O]`` tensor laid out like :meth:`block_sums` (channel-first for a conv
+        on small feature maps)."""
         import torch
 
         o = self.layer.out_channels
-        if self.layer.kind == "linear":
+        if self.layer.kind == "linear" or self._nhwc:
             return torch.empty(*self.lead, o, dtype=dtype)
         n, ho, wo = self.lead
         return torch.empty(n, o, ho, wo, dtype=dtype).permute(0, 2, 3, 1)

@@ -162,20 +162,27 @@ class _Screen:
             lo, hi = (float(v) for v in torch.aminmax(_physical(bounds)))   # min(A+neg), max(A+pos)
             if self.dtype == torch.float32 and max(hi, -lo) >= _F32_EXACT:
                 return False
-            if hi > q_hi or lo < q_lo or float(pe_hi) > p_hi or float(pe_lo) < p_lo:
-                risky = ((bounds[..., 0, :] > q_hi) | (bounds[..., 1, :] < q_lo)
-                         | (pe[..., 0, :] > p_hi) | (pe[..., 1, :] < p_lo))
+            acc_out, pe_out = hi > q_hi or lo < q_lo, float(pe_hi) > p_hi or float(pe_lo) < p_lo
+            if acc_out or pe_out:
+                pe_risky = (pe[..., 0, :] > p_hi) | (pe[..., 1, :] < p_lo) if pe_out else None
+                risky = (bounds[..., 0, :] > q_hi) | (bounds[..., 1, :] < q_lo)
+                risky = (risky | pe_risky) if pe_out else risky
                 risky &= ~self.golden
                 t, oc = self.p.flat(risky.nonzero())
                 if t.size:
-                    self._refine(t, oc, k0, k1)
+                    pe_flag = (pe_risky[self.p.index(t, oc)].numpy() if pe_out
+                               else np.zeros(t.size, bool))
+                    self._refine(t, oc, pe_flag, k0, k1)
             torch.add(bounds[..., 0, :], pn[..., 1, :], out=self.acc)   # A + pos + neg, exact
             prev = pn
         return True
 
-    def _refine(self, t: np.ndarray, oc: np.ndarray, k0: int, k1: int) -> None:
+    def _refine(self, t: np.ndarray, oc: np.ndarray, pe_flag: np.ndarray, k0: int, k1: int) -> None:
         """Exact fold sums of outputs ``(t, oc)`` over the folds touching ``[k0, k1)``; outputs
-        whose PE or accumulator steps there may leave their range go to the golden arithmetic."""
+        whose PE or accumulator steps there may leave their range go to the golden arithmetic.
+
+        Only outputs with ``pe_flag`` need per-fold PE bounds: for the others the block's bound
+        already keeps every PE step of those folds inside P bits."""
         p_lo, p_hi = self.config.pe_range
         q_lo, q_hi = self.config.out_range
         r, k = self.config.rows, self.p.shape.k
@@ -188,37 +195,39 @@ class _Screen:
             if dense:   # every output of a few vectors: matmuls per fold
                 rc = rows[i0:i0 + step]
                 sel = np.flatnonzero(np.isin(t, rc))
-                tc, occ = t[sel], oc[sel]
-                s, pos, pre = self._fold_sums_dense(rc, np.searchsorted(rc, tc), occ, e0, e1, k0)
+                tc, occ, pe = t[sel], oc[sel], pe_flag[sel]
+                s, pos, pre = self._fold_sums_dense(rc, np.searchsorted(rc, tc), occ, e0, e1, k0,
+                                                    pe.any())
             else:       # a few outputs of many vectors: gathered products
                 sel = np.arange(i0, min(i0 + step, t.size))
-                tc, occ = t[sel], oc[sel]
-                s, pos, pre = self._fold_sums_gathered(tc, occ, e0, e1, k0)
+                tc, occ, pe = t[sel], oc[sel], pe_flag[sel]
+                s, pos, pre = self._fold_sums_gathered(tc, occ, e0, e1, k0, pe.any())
             start = a0[sel] - pre                                          # A at fold edge e0
             run = start[:, None] + np.cumsum(s.astype(np.int64), axis=1)  # A after each fold
-            bad = (((pos > p_hi) | (s - pos < p_lo)).any(axis=1)
-                   | (run > q_hi).any(axis=1) | (run < q_lo).any(axis=1))
+            bad = (run > q_hi).any(axis=1) | (run < q_lo).any(axis=1)
+            if pos is not None:
+                bad |= pe & ((pos > p_hi) | (s - pos < p_lo)).any(axis=1)
             if bad.any():   # no event before fold edge e0: the golden arithmetic starts there
                 self.golden[self.p.index(tc[bad], occ[bad])] = True
                 self.todo.append((tc[bad], occ[bad], e0, start[bad]))
         self.refined += t.size
 
-    def _fold_sums_gathered(self, t: np.ndarray, oc: np.ndarray, e0: int, e1: int, k0: int
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per output: fold sums and positive-product sums over folds ``[e0, e1)`` ``[n, F]``,
-        and the sum of its products over ``[e0, k0)``. float32 is exact: block_edges keeps a
-        fold's products below 2^24 in sum."""
+    def _fold_sums_gathered(self, t: np.ndarray, oc: np.ndarray, e0: int, e1: int, k0: int,
+                            with_pos: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Per output: fold sums over folds ``[e0, e1)`` ``[n, F]``, their positive-product sums
+        (``with_pos``, else None) and the sum of its products over ``[e0, k0)``. float32 is
+        exact: block_edges keeps a fold's products below 2^24 in sum."""
         r = self.config.rows
         nf = -(-(e1 - e0) // r)
         prods = self.p.take(t, oc, e0, e1) * self.p.weights(oc, e0, e1)
         if prods.shape[1] < nf * r:
             prods = np.pad(prods, ((0, 0), (0, nf * r - prods.shape[1])))
         p3 = prods.reshape(t.size, nf, r)
-        return (p3.sum(axis=2), np.maximum(p3, 0).sum(axis=2),
+        return (p3.sum(axis=2), np.maximum(p3, 0).sum(axis=2) if with_pos else None,
                 prods[:, :k0 - e0].sum(axis=1).astype(np.int64))
 
     def _fold_sums_dense(self, rows: np.ndarray, ri: np.ndarray, oc: np.ndarray, e0: int, e1: int,
-                         k0: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         k0: int, with_pos: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """As :meth:`_fold_sums_gathered` for outputs ``(rows[ri[i]], oc[i])`` (one group), from
         one matmul per fold over every output channel of ``rows``."""
         import torch
@@ -230,13 +239,15 @@ class _Screen:
         pad = nf * r - x.shape[1]
         x3 = torch.nn.functional.pad(x, (0, pad)).reshape(rows.size, nf, r).transpose(0, 1)
         w3 = torch.nn.functional.pad(w, (0, 0, 0, pad)).reshape(nf, r, o)
-        s = torch.bmm(x3, w3)                                                   # [F, n, O]
-        pos = torch.bmm(x3.clamp(min=0), w3.clamp(min=0))
-        if x.numel() and float(x.min()) < 0:
-            pos += torch.bmm(x3.clamp(max=0), w3.clamp(max=0))
-        pre = x[:, :k0 - e0] @ w[:k0 - e0]                                      # [n, O]
         pick = (slice(None), torch.from_numpy(ri), torch.from_numpy(oc))
-        return (s[pick].T.numpy(), pos[pick].T.numpy(), pre[ri, oc].numpy().astype(np.int64))
+        pos = None
+        if with_pos:
+            pp = torch.bmm(x3.clamp(min=0), w3.clamp(min=0))
+            if x.numel() and float(x.min()) < 0:
+                pp += torch.bmm(x3.clamp(max=0), w3.clamp(max=0))
+            pos = pp[pick].T.numpy()
+        pre = x[:, :k0 - e0] @ w[:k0 - e0]                                      # [n, O]
+        return torch.bmm(x3, w3)[pick].T.numpy(), pos, pre[ri, oc].numpy().astype(np.int64)
 
     def finish(self) -> ScreenResult:
         """Run the outputs at risk through the golden arithmetic from the fold edge where their

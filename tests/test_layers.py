@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accel.layers import (IntLayer, LayerError, Requant, fold_zero_point, layers_from_state,
                           layers_to_state, load_layers, save_layers)
@@ -23,6 +25,34 @@ def test_fold_zero_point_exact():
     w = np.array([[1, -2, 3], [-128, -128, -128]])
     assert fold_zero_point(np.array([5, 0]), w, 200).tolist() == [5 - 200 * 2, 200 * 384]
     assert fold_zero_point(None, w, 0).tolist() == [0, 0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(bits=st.integers(1, 32), signed=st.booleans(), relu=st.booleans(), offset=st.booleans(),
+       seed=st.integers(0, 2**31))
+def test_requant_and_quantize_equal_their_formulas(bits, signed, relu, offset, seed):
+    """apply() and quantize_input() against the documented formulas, step by step (float64
+    clamps), on accumulators from 0 to the rails of 40 bits and codes up to 32 bits."""
+    rng = np.random.default_rng(seed)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    zp = int(rng.integers(lo, hi + 1))
+    mult = rng.uniform(1e-6, 4.0, 3).astype(np.float32)
+    off = rng.uniform(-1e3, 1e3, 3).astype(np.float32) if offset else None
+    rq = Requant(multiplier=mult, scale=0.5, zero_point=zp, out_bits=bits, out_signed=signed,
+                 offset=off, relu=relu)
+    acc = np.concatenate([rng.integers(-(1 << 40), 1 << 40, (5, 3)), rng.integers(-300, 300, (5, 3)),
+                          np.array([[-(1 << 40)] * 3, [(1 << 40) - 1] * 3, [0] * 3])])
+    v = acc.astype(np.float32)
+    if off is not None:
+        v = (v + off).astype(np.float32)
+    v = (v * mult).astype(np.float32)
+    want = np.clip(np.rint(v).astype(np.float64) + zp, max(lo, zp) if relu else lo, hi)
+    assert np.array_equal(rq.apply(acc), want.astype(np.int64))
+    layer = conv(act_bits=min(bits, 16), act_signed=signed, input_zero_point=0)
+    x = rng.normal(0, 50, 20) * rng.choice([1e-3, 1, 1e3], 20)
+    ilo, ihi = layer.input_range
+    want = np.clip(np.rint(x / layer.input_scale) + 0, ilo, ihi).astype(np.int64)
+    assert np.array_equal(layer.quantize_input(x), want)
 
 
 def test_requant_round_half_even_clamp_relu():

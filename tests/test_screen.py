@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import accel.patches as patches_mod
 import accel.screen as screen_mod
 from accel.config import ArrayConfig, OverQConfig
 from accel.golden import gemm
@@ -100,15 +101,18 @@ def cases(draw):
                    stride=(draw(st.integers(1, 2)), draw(st.integers(1, 2))))
         shape = (draw(st.integers(1, 2)), geo["c_in"], h, w)
     bias_bits = draw(st.one_of(st.none(), st.integers(0, q - 2)))
-    knobs = (draw(st.sampled_from([1, 2, 9])), draw(st.sampled_from([0, 10**9])))
+    knobs = (draw(st.sampled_from([1, 2, 9])), draw(st.sampled_from([0, 10**9])),
+             draw(st.sampled_from([1, 10**9])))
     return (kind, n_bits, signed, m_bits, zp, geo, shape, bias_bits, config, knobs,
             draw(st.sampled_from(["uniform", "rails", "max", "min"])), draw(st.integers(0, 2**31)))
 
 
 def with_knobs(stack, knobs):
-    """Force block size (folds per block) and the refinement path (0: gathered, 1e9: dense)."""
+    """Force block size (folds per block), the refinement path (0: gathered, 1e9: dense) and the
+    conv layout of the block sums (1: channel-last, 1e9: channel-first)."""
     stack.enter_context(mock.patch.object(screen_mod, "BLOCK_FOLDS", knobs[0]))
     stack.enter_context(mock.patch.object(screen_mod, "DENSE_RATIO", knobs[1]))
+    stack.enter_context(mock.patch.object(patches_mod, "NHWC_MIN_PIXELS", knobs[2]))
 
 
 @settings(max_examples=250, deadline=None)
@@ -123,7 +127,7 @@ def test_screen_equals_golden(case):
         assert_screen_equals_golden(layer, codes, config)
 
 
-@pytest.mark.parametrize("knobs", [(1, 0), (2, 10**9), (9, 0), (9, 10**9)])
+@pytest.mark.parametrize("knobs", [(1, 0, 1), (2, 10**9, 10**9), (9, 0, 10**9), (9, 10**9, 1)])
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
 def test_corner_operands(knobs, mode):
     """-2^(N-1) * -2^(M-1) everywhere (signed), and all-max unsigned codes with min weights."""
@@ -138,6 +142,19 @@ def test_corner_operands(knobs, mode):
         config = replace(config, act_signed=False)
         layer = make_layer(rng, "linear", 8, False, 8, 0, c_in=300, c_out=2, fill=-128)
         assert_screen_equals_golden(layer, np.full((3, 300), 255), config)
+
+
+@pytest.mark.parametrize("nhwc", [1, 10**9])
+def test_one_channel_blocks_of_unequal_strides(nhwc):
+    """Blocks of one input channel, output width 1, strides (1, 2) (found by the property test:
+    a channel-last conv gets this shape wrong, so the block sums must not take that path)."""
+    rng = np.random.default_rng(0)
+    layer = make_layer(rng, "conv2d", 2, False, 2, 0, c_in=2, c_out=3, kernel=(1, 3), padding=(2, 0),
+                       stride=(1, 2))
+    config = ArrayConfig(rows=1, cols=3, act_bits=2, weight_bits=2, pe_acc_bits=4, overflow="wrap")
+    with ExitStack() as stack:
+        with_knobs(stack, (1, 0, nhwc))
+        assert_screen_equals_golden(layer, codes_for(rng, layer, (2, 2, 1, 3), "uniform"), config)
 
 
 @pytest.mark.parametrize("extra, events", [(0, 0), (1, 1)])
