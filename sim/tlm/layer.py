@@ -1,11 +1,13 @@
-"""One integer layer on the simulated array: values (``accel.golden``), cycles and statistics.
+"""One integer layer on the simulated array: values, overflow events, cycles and statistics.
 
-:func:`run_layer` lowers the layer (:mod:`sim.tlm.lowering`), runs every GEMM through
-:func:`accel.golden.gemm` (which dispatches OverQ itself when ``config.overq`` is set), counts
-cycles with :mod:`sim.cycles`, and measures the partial sums on the data
-(:func:`psum_extremes`): the largest exact PE partial sum and accumulator value, hence the
-smallest P and Q that would have avoided every overflow event, and the exact int64 dot product
-that the array's accumulators are compared with.
+:func:`run_layer` computes the array's results in one of two ways. By default (no extremes) it
+runs the block screen, :func:`accel.screen.screen_layer`, on the layer's lazy lowering
+(:class:`accel.patches.Patches`): block sums bound every partial sum, and only outputs that may
+overflow go through the golden arithmetic. With OverQ lanes or ``extremes=True`` it lowers the
+layer (:mod:`accel.lowering`), runs every GEMM through :func:`accel.golden.gemm` and measures the
+partial sums on the data (:func:`psum_extremes`): the largest exact PE partial sum and
+accumulator value, hence the smallest P and Q that would have avoided every overflow event.
+Both count cycles with :mod:`sim.cycles` and compare the results with the exact dot products.
 """
 
 from __future__ import annotations
