@@ -111,7 +111,8 @@ class Simulate(Verb):
         data.add_argument("--seed", type=int, default=0, help="seed of built-in models/data (default 0)")
         parser.add_argument("--no-extremes", action="store_true",
                             help="skip the exact partial-sum extremes (largest psum, minimum "
-                                 "P and Q): several times faster")
+                                 "P and Q): values and events then come from the block screen, "
+                                 "about 4x faster")
         add_config_arguments(parser)
         add_json_argument(parser)
 
