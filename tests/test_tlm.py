@@ -164,7 +164,8 @@ class _Net(torch.nn.Module):
         return self.fc(torch.relu(self.c(x)).flatten(1))
 
 
-def test_model_with_int_layers():
+@pytest.mark.parametrize("extremes", [True, False])
+def test_model_with_int_layers(extremes):
     gen = torch.Generator().manual_seed(0)
     net = _Net().eval()
     for m in (net.c, net.fc):
@@ -173,7 +174,8 @@ def test_model_with_int_layers():
     x = torch.rand(6, 2, 4, 4, generator=gen)
     calibrate(net, x)
     config = ArrayConfig(rows=4, cols=4, pe_acc_bits=18, overflow="saturate")
-    res = simulate_model(net, [(x, torch.zeros(6, dtype=torch.long))], config, reference=False)
+    res = simulate_model(net, [(x, torch.zeros(6, dtype=torch.long))], config, reference=False,
+                         extremes=extremes)
     # by hand: conv codes -> requant -> dequantise -> relu -> fc
     c, fc = net.c.int_layer, net.fc.int_layer
     acc_c, _ = run_layer(c, c.quantize_input(x.numpy()), config, timing(config))
@@ -232,13 +234,15 @@ def quiet():
 
 @pytest.mark.parametrize("engine", ["qnnpack", "fbgemm"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_torch_ao_exact(engine, seed, quiet):
+@pytest.mark.parametrize("extremes", [True, False])    # the lowered path, the block screen
+def test_torch_ao_exact(engine, seed, extremes, quiet):
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"{engine} is not built into this torch")
     m = _ao_model(engine, seed)
     gen = torch.Generator().manual_seed(seed)
     data = [(torch.randn(16, 3, 8, 8, generator=gen), torch.randint(0, 10, (16,), generator=gen))]
-    res = simulate_model(m, data, ArrayConfig(rows=8, cols=8, pe_acc_bits=32), engine=engine)
+    res = simulate_model(m, data, ArrayConfig(rows=8, cols=8, pe_acc_bits=32), engine=engine,
+                         extremes=extremes)
     assert res.semantics.startswith(engine)
     for s in res.layers:
         assert s.torch["exact_required"]
