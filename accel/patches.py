@@ -38,7 +38,8 @@ class Patches:
         T, K (per group), O per group, groups and the layer's output shape.
     lead : tuple[int, ...]
         Leading shape of the ``[..., O]`` views :meth:`block_sums` returns (``(N, Ho, Wo)`` for a
-        conv, the input's leading dimensions for a linear layer); ``prod(lead) == T``.
+        conv, the input's leading dimensions for a linear layer, ``(1,)`` for one vector);
+        ``prod(lead) == T``.
     kk : int
         Reduction rows per input channel (``kh * kw``; 1 for linear). Block edges are multiples.
     """
@@ -60,7 +61,7 @@ class Patches:
         self._nhwc = False
         if layer.kind == "linear":
             self.kk = 1
-            self.lead = tuple(codes.shape[:-1])
+            self.lead = tuple(codes.shape[:-1]) or (1,)          # one vector: T = 1
             self._x = x.reshape(self.shape.t, self.shape.k)
             return
         (kh, kw), (ph, pw) = layer.kernel_size, layer.padding

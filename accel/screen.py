@@ -265,7 +265,9 @@ class _Screen:
                 mism += int((acc[idx] != y).sum())
                 acc[idx] = y
                 pe_ev.append(pe), acc_ev.append(ae)
-        pe_ev, acc_ev = np.concatenate([np.zeros(0, np.int64), *pe_ev]), np.concatenate([np.zeros(0, np.int64), *acc_ev])
+        none = np.zeros(0, np.int64)
+        pe_ev, acc_ev = np.concatenate([none, *pe_ev]), np.concatenate([none, *acc_ev])
         pe, ae = pe_ev > 0, acc_ev > 0
+        acc = acc.reshape(self.p.shape.out_shape)          # one vector: [1, O] -> [O]
         return ScreenResult(acc, int(pe_ev.sum()), int(acc_ev.sum()), int(pe.sum()), int(ae.sum()),
                             int((pe | ae).sum()), mism, self.refined, int(pe_ev.size))

@@ -88,7 +88,8 @@ def cases(draw):
                          pe_acc_bits=p, out_acc_bits=q, overflow=draw(st.sampled_from(["wrap", "saturate"])))
     if kind == "linear":
         geo = dict(c_in=draw(st.integers(1, 40)), c_out=draw(st.integers(1, 5)))
-        shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), geo["c_in"])
+        lead = draw(st.sampled_from([(), (1,), (3,), (2, 3)]))      # () : one vector
+        shape = (*lead, geo["c_in"])
     else:
         groups = draw(st.integers(1, 3))
         kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
