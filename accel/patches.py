@@ -30,7 +30,8 @@ NHWC_MIN_PIXELS = 256
 
 
 class Patches:
-    """The lowered operand of ``layer`` on input ``codes`` (validated like :func:`lower`).
+    """The lowered operand of ``layer`` on input ``codes`` (validated like :func:`lower`, against
+    ``code_range`` when given).
 
     Attributes
     ----------
@@ -44,12 +45,13 @@ class Patches:
         Reduction rows per input channel (``kh * kw``; 1 for linear). Block edges are multiples.
     """
 
-    def __init__(self, layer: IntLayer, codes: np.ndarray) -> None:
+    def __init__(self, layer: IntLayer, codes: np.ndarray,
+                 code_range: tuple[int, int] | None = None) -> None:
         import torch
         import torch.nn.functional as F
 
         codes = np.asarray(codes)
-        check_codes(layer, codes)
+        check_codes(layer, codes, code_range)
         self.layer = layer
         self.shape: GemmShape = gemm_shape(layer, codes.shape)
         o = layer.out_channels

@@ -103,6 +103,23 @@ def test_lowering_equals_integer_conv(stride, pad, dil, groups, zp, seed):
     np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_run_layer_statistics_equal_the_lowered_golden(mode):
+    """Plain lanes run the block screen: accumulators and event counts equal lower() + gemm."""
+    from test_screen import golden_layer, make_layer
+
+    rng = np.random.default_rng(4)
+    lay = make_layer(rng, "conv2d", 8, False, 8, 3, c_in=12, c_out=6, groups=2, bias_bits=12)
+    codes = rng.integers(0, 256, (2, 12, 5, 5))
+    cfg = ArrayConfig(rows=4, cols=4, pe_acc_bits=16, out_acc_bits=17, overflow=mode)
+    run = run_layer(lay, codes, cfg)
+    want, tot = golden_layer(lay, codes, cfg)
+    np.testing.assert_array_equal(run.acc, want)
+    assert (run.pe_events, run.acc_events, run.affected) == (
+        tot["pe_events"], tot["acc_events"], tot["affected_outputs"])
+    assert run.acc_events > 0 and run.overq == []
+
+
 def test_run_layer_checks_codes_against_the_lanes():
     lin = IntLayer(name="fc", kind="linear", weight=np.ones((2, 3), int), weight_scale=[1.0],
                    input_scale=1.0, input_zero_point=0, act_bits=4, weight_bits=4)

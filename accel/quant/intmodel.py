@@ -184,7 +184,7 @@ class IntModel:
                     codes = self._clamp(lay, codes) << config.frac_bits
                 lay = _in_fraction_units(lay, config.frac_bits)
                 run = run_layer(lay, codes, config, exact=exact)
-                oq = [r.overq for r in run.results if r.overq is not None]
+                oq = run.overq
                 stats.append(LayerStats(lay.name, int(run.acc.size), run.pe_events, run.acc_events,
                                         run.affected, sum(oq[1:], oq[0]) if oq else None))
                 if lay.requant is not None:
