@@ -18,15 +18,39 @@ PyTorch's weight order ``(c, i, j)``, as in :mod:`accel.lowering`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from accel.layers import IntLayer
 from accel.lowering import GemmShape, check_codes, gemm_shape
 
-__all__ = ["Patches", "NHWC_MIN_PIXELS"]
+__all__ = ["Patches", "NHWC_MIN_PIXELS", "exact_float32"]
 
 #: Output pixels per image from which block sums are computed channel-last (faster there).
 NHWC_MIN_PIXELS = 256
+
+
+@contextmanager
+def exact_float32() -> Iterator[None]:
+    """Run float32 matmuls and convs in float32 (no TF32 / bfloat16 shortcuts, whatever the caller
+    set): the block sums rely on exact integer sums below 2^24. Restores the settings."""
+    import torch
+
+    knobs = [k for k in (getattr(torch.backends.mkldnn, "matmul", None),
+                         getattr(torch.backends.mkldnn, "conv", None)) if hasattr(k, "fp32_precision")]
+    saved = [k.fp32_precision for k in knobs]
+    matmul = torch.get_float32_matmul_precision()
+    try:
+        for k in knobs:
+            k.fp32_precision = "ieee"
+        torch.set_float32_matmul_precision("highest")
+        yield
+    finally:
+        for k, v in zip(knobs, saved):
+            k.fp32_precision = v
+        torch.set_float32_matmul_precision(matmul)
 
 
 class Patches:
@@ -86,11 +110,10 @@ class Patches:
         self._nhwc = layer.groups == 1 and not self.signed and ho * wo >= NHWC_MIN_PIXELS
         self._x_nhwc = self._x.contiguous(memory_format=torch.channels_last) if self._nhwc else None
 
-    @property
-    def amax(self) -> int:
-        """Largest |code| the GEMM sees (padding included)."""
+    def code_span(self) -> tuple[int, int]:
+        """Smallest and largest code the GEMM sees (padding included); (0, 0) when empty."""
         x = self._x
-        return int(max(float(x.max()), -float(x.min()))) if x.numel() else 0
+        return (int(x.min()), int(x.max())) if x.numel() else (0, 0)
 
     def block_sums(self, k0: int, k1: int) -> "torch.Tensor":  # noqa: F821
         """Sums of the positive and of the negative products over rows ``[k0, k1)`` of every group.

@@ -31,7 +31,7 @@ import numpy as np
 
 from accel.config import ArrayConfig
 from accel.golden import check_operands, pair_chunk, pair_outputs
-from accel.patches import Patches
+from accel.patches import Patches, exact_float32
 
 __all__ = ["ScreenResult", "block_edges", "screen_layer", "BLOCK_FOLDS"]
 
@@ -108,18 +108,25 @@ def screen_layer(patches: Patches, config: ArrayConfig) -> ScreenResult | None:
                        bias[g * sh.o:(g + 1) * sh.o])
     if config.overq is not None or config.out_bits > 52 or sh.t == 0:
         return None
+    lo, hi = patches.code_span()
+    llo, lhi = config.lane_range
+    if lo < llo or hi > lhi:
+        raise ValueError(f"input codes (padding included) span [{lo}, {hi}], outside the "
+                         f"{'signed' if config.act_signed else 'unsigned'} {config.lane_bits}-bit "
+                         f"lane range [{llo}, {lhi}]; operands are rejected, never wrapped")
     p_lo, p_hi = config.pe_range
     q_lo, q_hi = config.out_range
-    prod_max = max(1, patches.amax * int(np.abs(patches.w2).max()))
+    prod_max = max(1, max(hi, -lo) * int(np.abs(patches.w2).max()))
     edges = block_edges(sh.k, patches.kk, config.rows, (_F32_EXACT - 1) // prod_max)
     if edges is None:
         return None
     dt = torch.float32 if max(-p_lo, -q_lo) <= _F32_EXACT // 2 else torch.float64
-    screen = _Screen(patches, config, bias, dt)
-    if not screen.run(edges):
-        screen = _Screen(patches, config, bias, torch.float64)   # A left float32's exact range
-        screen.run(edges)
-    return screen.finish()
+    with exact_float32():
+        screen = _Screen(patches, config, bias, dt)
+        if not screen.run(edges):
+            screen = _Screen(patches, config, bias, torch.float64)   # A left float32's exact range
+            screen.run(edges)
+        return screen.finish()
 
 
 def _physical(t: "torch.Tensor") -> "torch.Tensor":  # noqa: F821

@@ -203,9 +203,41 @@ def test_not_applicable_and_errors():
     big = make_layer(rng, "linear", 16, False, 16, 0, c_in=8, c_out=2)     # 2^31 products
     cfg16 = ArrayConfig(rows=4, cols=2, act_bits=16, weight_bits=16)
     assert screen_layer(Patches(big, rng.integers(0, 1 << 16, (2, 8))), cfg16) is None
+    signed = make_layer(rng, "linear", 8, True, 8, 0, c_in=8, c_out=2)
+    with pytest.raises(ValueError, match=r"span \[-128, -\d+\], outside the unsigned 8-bit lane range \[0, 255\]"):
+        screen_layer(Patches(signed, rng.integers(-128, 0, (2, 8))), ArrayConfig(rows=4, cols=2))
     biased = make_layer(rng, "linear", 8, False, 8, 0, c_in=8, c_out=2, bias_bits=30)
     with pytest.raises(ValueError, match="bias of channel"):
         screen_layer(Patches(biased, codes), ArrayConfig(rows=4, cols=2, pe_acc_bits=16))
+
+
+def test_exact_whatever_the_float32_precision_settings():
+    """Block sums run in float32 (12-bit codes would lose bits in bfloat16) whatever the caller
+    set, and the caller's settings come back."""
+    import torch
+
+    rng = np.random.default_rng(9)
+    layer = make_layer(rng, "conv2d", 12, False, 8, 0, c_in=4, c_out=3)
+    config = ArrayConfig(rows=4, cols=2, act_bits=12, weight_bits=8, pe_acc_bits=22, overflow="wrap")
+    conv = torch.backends.mkldnn.conv
+    seen = []
+    real = torch.nn.functional.conv2d
+
+    def spy(*args, **kwargs):
+        seen.append((conv.fp32_precision, torch.get_float32_matmul_precision()))
+        return real(*args, **kwargs)
+
+    old = conv.fp32_precision, torch.get_float32_matmul_precision()
+    try:
+        conv.fp32_precision = "bf16"
+        torch.set_float32_matmul_precision("medium")
+        with mock.patch.object(torch.nn.functional, "conv2d", spy):
+            assert_screen_equals_golden(layer, rng.integers(3000, 4096, (2, 4, 5, 5)), config)
+        assert seen and set(seen) == {("ieee", "highest")}
+        assert (conv.fp32_precision, torch.get_float32_matmul_precision()) == ("bf16", "medium")
+    finally:
+        conv.fp32_precision = old[0]
+        torch.set_float32_matmul_precision(old[1])
 
 
 def test_block_edges():
