@@ -5,9 +5,9 @@
 (:mod:`accel.screen`) needs:
 
 * :meth:`Patches.block_sums` - for a block of reduction rows ``[k0, k1)`` of every group, the sums
-  of the positive and of the negative products of every output, ``[T, O]``-shaped (a conv over
+  of the positive and of the negative products of every output, ``[*lead, 2, O]`` (a conv over
   the block's input channels, or one matmul for a linear layer; float32, exact while each sum
-  stays below 2^24, which the caller guarantees);
+  stays below 2^24, which the caller guarantees; run them inside :func:`exact_float32`);
 * :meth:`Patches.take` / :meth:`Patches.weights` - the operand values ``x[t, k0:k1]`` and
   ``w[k0:k1, o]`` of a list of outputs ``(t, o)``, gathered.
 

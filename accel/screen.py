@@ -12,9 +12,11 @@ proves that most outputs do neither, without stepping through folds:
    accumulator value at a fold boundary inside it in ``A + [neg, pos]``, where ``A`` is the exact
    bias plus every earlier block.
 2. Outputs whose bound leaves a range in a block are *refined* there: their products over the
-   folds that touch the block (gathered) give the exact fold sums and per-fold bounds.
-3. Outputs still at risk run through :func:`accel.golden.pair_outputs` in full; every other output
-   is the exact sum with no event.
+   folds that touch the block (gathered, or one matmul per fold for vectors with many of them)
+   give the exact fold sums and, where the block flagged PE, per-fold bounds.
+3. Outputs still at risk run through :func:`accel.golden.pair_outputs` from the fold edge where
+   their risk begins (every step before it is exact and in range); every other output is the
+   exact sum with no event.
 
 The result equals :func:`accel.golden.gemm` on the lowered GEMMs, output for output (tests prove
 it). Comparisons run in float32 while every threshold and every ``A`` stays within 2^24 (integers
