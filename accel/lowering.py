@@ -65,17 +65,20 @@ def im2col(codes: np.ndarray, layer: IntLayer) -> np.ndarray:
     """Patches ``[N * Ho * Wo, C_in * kh * kw]`` (float32, exact integers) padded with the zero point.
 
     Column order is ``(c, i, j)``, PyTorch's ``weight.reshape(O, -1)`` order; row order
-    ``(n, ho, wo)``. Codes are at most 16 bits, so float32 holds them exactly.
+    ``(n, ho, wo)``. Codes are at most 16 bits, so float32 holds them exactly. One copy: every
+    patch is a strided view of the padded input.
     """
     import torch
     import torch.nn.functional as F
 
-    n = codes.shape[0]
-    (ph, pw) = layer.padding
+    (ph, pw), (kh, kw), (sh, sw), (dh, dw) = (layer.padding, layer.kernel_size, layer.stride,
+                                              layer.dilation)
     x = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))
     x = F.pad(x, (pw, pw, ph, ph), value=float(layer.input_zero_point))
-    cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
-    return cols.transpose(1, 2).reshape(n * cols.shape[2], cols.shape[1]).numpy()
+    n, c, hp, wp = x.shape
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    view = x.as_strided((n, ho, wo, c, kh, kw), (c * hp * wp, sh * wp, sw, hp * wp, dh * wp, dw))
+    return view.reshape(n * ho * wo, c * kh * kw).numpy()
 
 
 def check_codes(layer: IntLayer, codes: np.ndarray, code_range: tuple[int, int] | None = None) -> None:
