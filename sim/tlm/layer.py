@@ -120,7 +120,7 @@ def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, config:
     sel = np.zeros((k, folds), dtype=np.float64)
     sel[np.arange(k), np.arange(k) // r] = 1
     wrow = torch.from_numpy(wabs.max(axis=1, initial=0)[:, None] * sel).to(dt)   # [K, F]
-    rbn = (xt.abs() @ wrow).to(torch.float64).numpy()                            # [T, F]
+    rbn = (xt.abs() @ wrow).T.to(torch.float64).contiguous().numpy()             # [F, T]
     acc = torch.from_numpy(np.broadcast_to(b, (t, o)).copy()).to(adt)
     acc_lo, acc_hi = (int(b.min()), int(b.max())) if o else (0, 0)
     pe_lo = pe_hi = 0
@@ -144,7 +144,7 @@ def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, config:
     for f in range(folds):
         k0 = f * r
         seen_hi, seen_lo = (pe_hi, pe_lo) if extremes else (p_hi, p_lo)   # without extremes: risk only
-        rows = np.flatnonzero((rbn[:, f] > min(seen_hi, p_hi)) | (-rbn[:, f] < max(seen_lo, p_lo)))
+        rows = np.flatnonzero((rbn[f] > min(seen_hi, p_hi)) | (-rbn[f] < max(seen_lo, p_lo)))
         if rows.size == 0:
             continue
         xf = xt[rows, k0:k0 + r]
