@@ -2,9 +2,10 @@
 
 Run by hand: ``python benchmarks/bench_tlm.py [--repeat N] [--batch B]``. Reports, in one run
 (best of N for each timing, the machine being shared):
-* wall time of the TLM forward (every conv/linear on the simulated array, wrap mode, P = 20)
-  next to the same network's plain float forward (target: < 10x float), and peak memory
-  (target: < 8 GB);
+* wall time of the TLM forward (every conv/linear on the simulated array, wrap mode, P = 20:
+  values, overflow events and cycles) next to the same network's plain float forward (target:
+  < 10x float), the same with the exact partial-sum extremes (minimum P and Q; no target), and
+  peak memory (target: < 8 GB);
 * time of the cycle model alone over the full ImageNet ResNet-18 layer table (target: < 0.1 s).
 """
 
@@ -76,8 +77,9 @@ def main() -> None:
                                                            extremes=extremes)), args.repeat)
         res = runs[-1]
         events = sum(s.pe_events + s.acc_events for s in res.layers)
-        what = "with exact psum extremes" if extremes else "values, events, cycles"
-        print(f"  TLM forward     {t_tlm:8.3f} s  ({t_tlm / t_float:.1f}x float; target < 10x) "
+        what = ("with the exact psum extremes analysis (lowered path)" if extremes
+                else "values, events, cycles (block screen); target < 10x")
+        print(f"  TLM forward     {t_tlm:8.3f} s  ({t_tlm / t_float:.1f}x float) "
               f"[{what}]; cycles {res.total_cycles:,}, overflow events {events:,}", flush=True)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"  peak RSS        {peak_gb:8.2f} GB (target < 8 GB)")
