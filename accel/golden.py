@@ -29,7 +29,8 @@ from threadpoolctl import threadpool_limits
 
 from accel.config import ArrayConfig
 
-__all__ = ["GemmResult", "gemm", "pair_outputs", "pair_chunk", "reference_gemm", "reference_output", "check_operands", "op"]
+__all__ = ["GemmResult", "gemm", "pair_outputs", "pair_chunk", "reference_gemm", "reference_output",
+           "check_operands", "op"]
 
 #: Largest number of (t, o) pairs x steps held at once by a gathered scan (int64 elements).
 SCAN_CHUNK_ELEMS = 1 << 21
@@ -354,11 +355,11 @@ def pair_outputs(xg: np.ndarray, wg: np.ndarray, bias: np.ndarray, config: Array
 
     ``xg`` and ``wg`` are ``[n, K]`` (integer-valued; the caller gathers them, in chunks of
     :func:`pair_chunk`); ``bias`` is the accumulator's Q-bit start value (the bias, or the
-    accumulator at a fold edge when the operands begin there). Per fold, the sums of the positive and of the negative products bound
-    every PE prefix; only folds that may leave P bits are scanned step by step. In wrap mode an
-    accumulator event is a crossing of a 2^Q period by the running sum of the (P-bit) fold
-    results, at most one per fold since P <= Q. Q <= 62. Returns ``(y, PE events, accumulator
-    events)``, int64 ``[n]`` each.
+    accumulator at a fold edge when the operands begin there). Per fold, the sums of the positive
+    and of the negative products bound every PE prefix; only folds that may leave P bits are
+    scanned step by step. In wrap mode an accumulator event is a crossing of a 2^Q period by the
+    running sum of the (P-bit) fold results, at most one per fold since P <= Q. Q <= 62. Returns
+    ``(y, PE events, accumulator events)``, int64 ``[n]`` each.
     """
     bits, q, mode, r = config.pe_acc_bits, config.out_bits, config.overflow, config.rows
     p_lo, p_hi = config.pe_range
