@@ -15,7 +15,8 @@ import numpy as np
 
 from accel.layers import IntLayer, LayerError
 
-__all__ = ["GemmShape", "check_codes", "conv_output_size", "gemm_shape", "im2col", "lower", "raise_output"]
+__all__ = ["GemmShape", "check_codes", "conv_output_size", "gemm_shape", "im2col", "lower", "padded_patches",
+           "raise_output"]
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,10 @@ def gemm_shape(layer: IntLayer, input_shape: tuple[int, ...]) -> GemmShape:
                      (shape[0], layer.out_channels, ho, wo))
 
 
-def im2col(codes: np.ndarray, layer: IntLayer) -> np.ndarray:
-    """Patches ``[N * Ho * Wo, C_in * kh * kw]`` (float32, exact integers) padded with the zero point.
-
-    Column order is ``(c, i, j)``, PyTorch's ``weight.reshape(O, -1)`` order; row order
-    ``(n, ho, wo)``. Codes are at most 16 bits, so float32 holds them exactly. One copy: every
-    patch is a strided view of the padded input.
-    """
+def padded_patches(codes: np.ndarray, layer: IntLayer) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+    """The conv input padded with the zero point's code, float32 ``[N, C, Hp, Wp]``, and every
+    patch as a strided view of it, ``[N, Ho, Wo, C, kh, kw]`` (no copy; codes are at most 16
+    bits, so float32 holds them exactly)."""
     import torch
     import torch.nn.functional as F
 
@@ -77,18 +75,36 @@ def im2col(codes: np.ndarray, layer: IntLayer) -> np.ndarray:
     x = F.pad(x, (pw, pw, ph, ph), value=float(layer.input_zero_point))
     n, c, hp, wp = x.shape
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-    view = x.as_strided((n, ho, wo, c, kh, kw), (c * hp * wp, sh * wp, sw, hp * wp, dh * wp, dw))
-    return view.reshape(n * ho * wo, c * kh * kw).numpy()
+    return x, x.as_strided((n, ho, wo, c, kh, kw), (c * hp * wp, sh * wp, sw, hp * wp, dh * wp, dw))
 
 
-def check_codes(layer: IntLayer, codes: np.ndarray, code_range: tuple[int, int] | None = None) -> None:
-    """Refuse input codes outside ``code_range`` (default: the layer's N-bit range), naming both."""
+def im2col(codes: np.ndarray, layer: IntLayer) -> np.ndarray:
+    """Patches ``[N * Ho * Wo, C_in * kh * kw]`` (float32, exact integers) padded with the zero point.
+
+    Column order is ``(c, i, j)``, PyTorch's ``weight.reshape(O, -1)`` order; row order
+    ``(n, ho, wo)``. One copy of :func:`padded_patches`' view.
+    """
+    _, view = padded_patches(codes, layer)
+    n, ho, wo = view.shape[:3]
+    return view.reshape(n * ho * wo, -1).numpy()
+
+
+def check_codes(layer: IntLayer, codes: np.ndarray, code_range: tuple[int, int] | None = None
+                ) -> tuple[int, int]:
+    """Refuse input codes outside ``code_range`` (default: the layer's N-bit range), naming both.
+
+    Returns the codes' smallest and largest value, ``(0, 0)`` when there are none.
+    """
+    if codes.size == 0:
+        return 0, 0
     lo, hi = layer.input_range if code_range is None else code_range
-    if codes.size and (int(codes.min()) < lo or int(codes.max()) > hi):
+    cmin, cmax = int(codes.min()), int(codes.max())
+    if cmin < lo or cmax > hi:
         what = (f"{'signed' if layer.act_signed else 'unsigned'} {layer.act_bits}-bit"
                 if code_range is None else "lane")
-        raise LayerError(f"layer {layer.name!r}: input codes span [{int(codes.min())}, "
-                         f"{int(codes.max())}], outside the layer's {what} range [{lo}, {hi}]")
+        raise LayerError(f"layer {layer.name!r}: input codes span [{cmin}, {cmax}], outside the "
+                         f"layer's {what} range [{lo}, {hi}]")
+    return cmin, cmax
 
 
 def lower(layer: IntLayer, codes: np.ndarray, code_range: tuple[int, int] | None = None

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from accel.layers import IntLayer
-from accel.lowering import GemmShape, check_codes, gemm_shape
+from accel.lowering import GemmShape, check_codes, gemm_shape, padded_patches
 
 __all__ = ["Patches", "NHWC_MIN_PIXELS", "exact_float32"]
 
@@ -72,48 +72,48 @@ class Patches:
     def __init__(self, layer: IntLayer, codes: np.ndarray,
                  code_range: tuple[int, int] | None = None) -> None:
         import torch
-        import torch.nn.functional as F
 
         codes = np.asarray(codes)
-        check_codes(layer, codes, code_range)
+        lo, hi = check_codes(layer, codes, code_range)
         self.layer = layer
         self.shape: GemmShape = gemm_shape(layer, codes.shape)
         o = layer.out_channels
         self.w2 = layer.weight.reshape(o, -1)                                  # [O, K] int64
         self._w = torch.from_numpy(self.w2.astype(np.float32))
-        x = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))
         #: a code (or the padding) is negative: products of both signs come from both signs of x
-        self.signed = bool(codes.size and codes.min() < 0) or layer.input_zero_point < 0
+        self.signed = lo < 0 or layer.input_zero_point < 0
+        self._span = lo, hi
         self._nhwc = False
         if layer.kind == "linear":
             self.kk = 1
             self.lead = tuple(codes.shape[:-1]) or (1,)          # one vector: T = 1
-            self._x = x.reshape(self.shape.t, self.shape.k)
+            self._x = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32)).reshape(
+                self.shape.t, self.shape.k)
             return
-        (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
-        self.kk = kh * kw
-        n, _, ho, wo = self.shape.out_shape
-        self.lead = (n, ho, wo)
-        self._x = F.pad(x, (pw, pw, ph, ph), value=float(layer.input_zero_point))   # [N, C, Hp, Wp]
-        _, c, hp, wp = self._x.shape
-        (sh, sw), (dh, dw) = layer.stride, layer.dilation
+        self.kk = int(np.prod(layer.kernel_size))
+        self.lead = self.shape.out_shape[:1] + self.shape.out_shape[2:]       # (N, Ho, Wo)
+        if codes.size and any(layer.padding):                  # the padding is a code too
+            z = layer.input_zero_point
+            self._span = min(lo, z), max(hi, z)
+        self._x, view = padded_patches(codes, layer)            # [N, C, Hp, Wp], its patches
+        n, ho, wo, _, kh, kw = view.shape
         cg = layer.weight.shape[1]
+        st = view.stride()
         # flat offsets into the padded input: of each output's patch origin, of each row k
         # (group 0), and of each group's first channel
         self._flat = self._x.reshape(-1).numpy()
-        self._t_off = ((np.arange(n)[:, None, None] * c * hp * wp + np.arange(ho)[None, :, None] * sh * wp
-                        + np.arange(wo)[None, None, :] * sw).reshape(-1))
-        self._k_off = ((np.arange(cg)[:, None, None] * hp * wp + np.arange(kh)[None, :, None] * dh * wp
-                        + np.arange(kw)[None, None, :] * dw).reshape(-1))
-        self._g_off = cg * hp * wp
+        self._t_off = (np.arange(n)[:, None, None] * st[0] + np.arange(ho)[None, :, None] * st[1]
+                       + np.arange(wo)[None, None, :] * st[2]).reshape(-1)
+        self._k_off = (np.arange(cg)[:, None, None] * st[3] + np.arange(kh)[None, :, None] * st[4]
+                       + np.arange(kw)[None, None, :] * st[5]).reshape(-1)
+        self._g_off = cg * st[3]
         # large feature maps convolve faster channel-last (the block sums and A then are too)
         self._nhwc = layer.groups == 1 and not self.signed and ho * wo >= NHWC_MIN_PIXELS
         self._x_nhwc = self._x.contiguous(memory_format=torch.channels_last) if self._nhwc else None
 
     def code_span(self) -> tuple[int, int]:
         """Smallest and largest code the GEMM sees (padding included); (0, 0) when empty."""
-        x = self._x
-        return (int(x.min()), int(x.max())) if x.numel() else (0, 0)
+        return self._span
 
     def block_sums(self, k0: int, k1: int) -> "torch.Tensor":  # noqa: F821
         """Sums of the positive and of the negative products over rows ``[k0, k1)`` of every group.
