@@ -18,6 +18,7 @@ VERBS: list[tuple[str, str, str]] = [
     ("gemm", "accel.cli.gemm", "Gemm"),
     ("generate", "accel.cli.generate", "Generate"),
     ("verify", "accel.cli.verify", "Verify"),
+    ("prove", "accel.cli.prove", "Prove"),
     ("simulate", "accel.cli.simulate", "Simulate"),
     ("quantize", "accel.cli.quantize", "Quantize"),
     ("synth", "accel.cli.synth", "Synth"),

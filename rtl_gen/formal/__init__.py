@@ -35,6 +35,9 @@ def plan(config: ArrayConfig, blocks: Iterable[str] | None = None, depth: int | 
     """The proofs of ``blocks`` (default: every block ``config`` has), as (name, builder) pairs
     in proof order; the arguments are checked here, the harnesses built only when called.
 
+    The lemmas that a requested proof assumes come along (``pe.product`` with ``pe`` and
+    ``mesh``; with OverQ also ``overq-encoder.encode``, which proves the lane tags they assume).
+
     Parameters
     ----------
     config : ArrayConfig
@@ -49,6 +52,7 @@ def plan(config: ArrayConfig, blocks: Iterable[str] | None = None, depth: int | 
     if blocks is None:
         blocks = [b for b in BLOCKS if b != "overq-encoder" or config.overq is not None]
     blocks = list(dict.fromkeys(blocks))
+    requested = set(blocks)
     for block in blocks:
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; valid blocks are {', '.join(BLOCKS)}")
@@ -65,7 +69,16 @@ def plan(config: ArrayConfig, blocks: Iterable[str] | None = None, depth: int | 
         "top": [("top.protocol", lambda: top.protocol_harness(config, depth=depth)),
                 ("top.ready_path", lambda: top.ready_path_harness(config, depth=depth))],
     }
-    return [proof for block in BLOCKS if block in blocks for proof in proofs[block]]
+    # the lemmas a proof assumes are proven in the same run (pe.product for the arithmetic,
+    # the encoder's tags for OverQ lanes)
+    if {"pe", "mesh"} & set(blocks):
+        blocks.append("pe")
+        if config.overq is not None:
+            blocks.append("overq-encoder")
+    chosen = [proof for block in BLOCKS if block in blocks for proof in proofs[block]]
+    if "pe" not in requested and "pe" in blocks:
+        chosen = [p for p in chosen if p[0] != "pe.step"]
+    return chosen
 
 
 def harnesses(config: ArrayConfig, blocks: Iterable[str] | None = None,

@@ -80,7 +80,7 @@ def fold_harness(config: ArrayConfig, dut: Any = None) -> Harness:
     h = Harness("mesh", "fold", config, mode="prove", depth=delay + 2,
                 depth_reason="k-induction, mesh delay R + C + 2",
                 cover_depth=rows + delay + 2)  # R row loads, then a vector through the mesh
-    h.relies_on.append("pe.product")
+    h.relies_on += ["pe.product"] + (["overq-encoder.encode"] if overq else [])
     m = h.module
     no_reset(m)
     m.submodules.mesh = Embedded(frag)

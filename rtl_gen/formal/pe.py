@@ -110,7 +110,7 @@ def step_harness(config: ArrayConfig, dut: Any = None) -> Harness:
     overq = config.overq is not None
     h = Harness("pe", "step", config, mode="prove", depth=STEP_DEPTH,
                 depth_reason="k-induction: load, use, check")
-    h.relies_on.append("pe.product")
+    h.relies_on += ["pe.product"] + (["overq-encoder.encode"] if overq else [])
     m = h.module
     no_reset(m)
     m.submodules.pe = Embedded(frag)
