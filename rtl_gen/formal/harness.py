@@ -121,7 +121,7 @@ class Harness:
     block: str
     part: str
     config: ArrayConfig
-    module: Module = field(default_factory=Module)
+    module: Module = None  # type: ignore[assignment]  # made in __post_init__
     mode: str = "prove"
     depth: int = 1
     depth_reason: str = ""
@@ -166,7 +166,7 @@ class Harness:
         taken = {p.name for p in self.probes}
         name = next(n for n in (base, *(f"{base}_{i}" for i in range(1, len(taken) + 2)))
                     if n not in taken)
-        sig = Signal(value.shape(), name=name)
+        sig = Signal(value.shape(), name=name, attrs={"keep": 1})  # kept in the trace
         self.module.d.comb += sig.eq(value)
         self.probes.append(Probe(name, label, value.shape().signed))
         return name
@@ -194,6 +194,8 @@ class Harness:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise FormalError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.module is None:
+            self.module = Module()
         self.cover_depth = self.cover_depth or self.depth + 1
         self.folder = self.folder or f"{self.config.name}-{self.config.hash}/{self.name}"
 
