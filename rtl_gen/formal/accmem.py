@@ -89,7 +89,10 @@ def update_harness(config: ArrayConfig, dut: Any = None, depth: int | None = Non
     m.d.sync += [past.eq(1), u_valid.eq(rd_valid), u.eq(rd)]
     m.d.sync += [u_bias[c].eq(Mux(rd.bank, ref_bias[1][c], ref_bias[0][c])) for c in range(cols)]
 
-    # the tracked entry
+    # the tracked entry, as the design wrote it on its last update (every update is checked
+    # below, so by induction over the updates the entry is the reference fold; capturing the
+    # written word keeps each check one step deep instead of the whole history of sums)
+    written = data.View(EntryLayout(config), find_signal(frag, "new", "the entry written back"))
     entry = [Signal(signed(q), reset_less=True, name=f"acc{c}") for c in range(cols)]
     entry_pe = Signal(cols, reset_less=True, name="acc_pe_ovf")
     entry_acc = Signal(cols, reset_less=True, name="acc_acc_ovf")
@@ -98,8 +101,7 @@ def update_harness(config: ArrayConfig, dut: Any = None, depth: int | None = Non
     h.assume(~hit | u.init | defined, "a beat that accumulates has an initialised entry "
              "(SPEC section 3: undefined until its next x_init)")
 
-    new = []
-    events = []
+    new, events = [], []
     for c in range(cols):
         base = Mux(u.init, u_bias[c], entry[c])
         value, event = op_ref(m, base + psum[c], q, config.overflow, f"acc_new{c}")
@@ -110,13 +112,9 @@ def update_harness(config: ArrayConfig, dut: Any = None, depth: int | None = Non
     m.d.comb += [new_pe.eq(Mux(u.init, 0, entry_pe) | ovf),
                  new_acc.eq(Mux(u.init, 0, entry_acc) | Cat(*events))]
     with m.If(hit):
-        m.d.sync += [entry[c].eq(new[c]) for c in range(cols)]
-        m.d.sync += [entry_pe.eq(new_pe), entry_acc.eq(new_acc), defined.eq(1)]
+        m.d.sync += [entry[c].eq(written.data[c]) for c in range(cols)]
+        m.d.sync += [entry_pe.eq(written.pe_ovf), entry_acc.eq(written.acc_ovf), defined.eq(1)]
 
-    # the word written back on every update of the tracked entry, emitted or not (checking it
-    # each time lets the solver reuse the previous update's result instead of re-deriving the
-    # whole history of saturating sums)
-    written = data.View(EntryLayout(config), find_signal(frag, "new", "the entry written back"))
     for c in range(cols):
         h.check("entry", written.data[c] == new[c], "every update writes back, per lane, init: "
                 "op_Q(bias + s), else op_Q(acc + s)", when=past & hit,
