@@ -170,8 +170,10 @@ def test_harness_argument_errors():
     from amaranth.hdl import Fragment
     with pytest.raises(FormalError, match="must come from elaborating a block"):
         elaborate(Fragment())
-    with pytest.raises(FormalError, match="mode must be one of prove, bmc, not 'cover'"):
+    with pytest.raises(FormalError, match="mode must be one of prove, bmc, comb, not 'cover'"):
         Harness("pe", "step", SMALL, mode="cover")
+    with pytest.raises(FormalError, match="a comb harness is checked in one step, not 2"):
+        Harness("pe", "product", SMALL, mode="comb", depth=2)
     assert bounded_depth(SMALL) == 15 and bounded_depth(SMALL, 20) == 20
     with pytest.raises(ValueError, match="depth must be an integer of at least latency \\+ "
                                          "fifo_depth \\+ 2 = 15 for sa2x2.*, not 14"):
@@ -326,6 +328,7 @@ def test_proofs_pass(config, blocks, work):
         assert r.status == "PASS" and all(c["reached"] for c in r.covers)
         assert all(p["status"] == "PASS" for p in r.properties)
     assert results["pe.step"].mode == "prove" and results["mesh.fold"].mode == "prove"
+    assert results["pe.product"].mode == "comb" and results["pe.product"].proven == "unbounded"
     if "accmem.update" in results:
         assert results["accmem.update"].mode == "bmc"
         assert results["accmem.update"].depth == bounded_depth(config)

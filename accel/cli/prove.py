@@ -117,7 +117,7 @@ def summarise(results: list[Any], seconds: float) -> str:
     """The table of properties (one row each) and, for every failure, its counterexample."""
     rows = [("property", "status", "proof", "depth", "seconds")]
     for r in results:
-        mode = "unbounded" if r.mode == "prove" else "bounded"
+        mode = "bounded" if r.mode == "bmc" else "unbounded"
         for p in r.properties:
             rows.append((f"{r.name}:{p['name']}", p["status"], mode, str(r.depth),
                          f"{r.seconds:.1f}" + ("*" if r.cached else "")))

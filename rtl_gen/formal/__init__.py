@@ -8,7 +8,7 @@ is made of, with references written independently of rtl_gen (:mod:`.reference`,
 =================  ============================  ===========================================
 block              proofs                        mode
 =================  ============================  ===========================================
-``pe``             ``pe.product``, ``pe.step``   unbounded (k-induction)
+``pe``             ``pe.product``, ``pe.step``   unbounded (combinational; k-induction)
 ``mesh``           ``mesh.fold``                 unbounded (k-induction)
 ``accmem``         ``accmem.update``             bounded, latency + fifo_depth + 2 edges
 ``overq-encoder``  ``overq-encoder.encode``      unbounded (k-induction); OverQ only

@@ -30,14 +30,16 @@ from amaranth.hdl import _ast  # statement classes, to look inside an elaborated
 
 from accel.config import ArrayConfig
 
-__all__ = ["FormalError", "Property", "Probe", "Harness", "Embedded", "elaborate", "find_signal",
+__all__ = ["UNBOUNDED", "FormalError", "Property", "Probe", "Harness", "Embedded", "elaborate", "find_signal",
            "find_origin", "bounded_depth", "depth_reason", "no_reset", "free", "free_const",
            "MODES"]
 
 #: Proof modes: ``prove`` is k-induction (unbounded: the property holds on every reachable
 #: state), ``bmc`` is bounded model checking (every trace of ``depth`` steps from the initial
-#: state).
-MODES = ("prove", "bmc")
+#: state), ``comb`` a harness without state, where one step covers every input (unbounded).
+MODES = ("prove", "bmc", "comb")
+#: Modes whose PASS holds for every trace, however long.
+UNBOUNDED = ("prove", "comb")
 
 
 class FormalError(RuntimeError):
@@ -96,8 +98,9 @@ class Harness:
         The array configuration the block was built for.
     module : Module
         The harness (top module of the proof).
-    mode : {"prove", "bmc"}
-        k-induction (unbounded) or bounded model checking.
+    mode : {"prove", "bmc", "comb"}
+        k-induction (unbounded), bounded model checking, or a stateless check (see
+        :data:`MODES`).
     depth : int
         Induction length (``prove``) or number of steps checked from the initial state (``bmc``).
     depth_reason : str
@@ -194,6 +197,8 @@ class Harness:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise FormalError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.mode == "comb" and self.depth != 1:
+            raise FormalError(f"a comb harness is checked in one step, not {self.depth}")
         if self.module is None:
             self.module = Module()
         self.cover_depth = self.cover_depth or self.depth + 1

@@ -1,14 +1,14 @@
 """Formal harnesses of one PE (:class:`rtl_gen.pe.PE`): its P-bit step, flag and weight banks.
 
-Two proofs, both unbounded (k-induction):
+Two proofs, both unbounded:
 
-``pe.product``
+``pe.product`` (combinational: one step covers every operand)
     For every activation (N bits, the declared sign; with OverQ an unsigned N-bit lane value)
     and every signed M-bit weight, Amaranth's product ``a * w`` equals the shift-add product of
     :func:`rtl_gen.formal.reference.shift_add_product` (which fits N + M bits). A lemma about the
     multiplication the PE is built from, proven on its own because SAT solvers are slow at
     relating two different multiplier circuits inside a bigger proof.
-``pe.step``
+``pe.step`` (k-induction)
     For every state and every input of their declared widths: each weight bank holds the weight
     last loaded into it; one edge after the inputs, ``psum_out`` is ``op_P(psum_in + term)`` with
     the reference rails and ``ovf_out`` is ``ovf_in | event`` (the flag OR-ed down the column,
@@ -48,7 +48,7 @@ def multiplicand_shape(config: ArrayConfig) -> Shape:
 def product_harness(config: ArrayConfig) -> Harness:
     """``pe.product``: ``a * w`` equals the shift-add product for every operand (module doc)."""
     shape = multiplicand_shape(config)
-    h = Harness("pe", "product", config, mode="prove", depth=1,
+    h = Harness("pe", "product", config, mode="comb", depth=1,
                 depth_reason="combinational: one step covers every operand",
                 folder=f"shared/pe.product-{'s' if shape.signed else 'u'}{shape.width}"
                        f"-m{config.weight_bits}")  # the same lemma for every P, Q, R, C

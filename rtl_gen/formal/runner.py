@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from rtl_gen.formal.harness import FormalError, Harness
+from rtl_gen.formal.harness import UNBOUNDED, FormalError, Harness
 
 __all__ = ["SOLVERS", "STATUSES", "DEFAULT_TIMEOUT_S", "ProofResult", "tools_missing",
            "tool_versions", "default_root", "rtlil_text", "sby_text", "prove"]
@@ -115,7 +115,7 @@ class ProofResult:
     @property
     def proven(self) -> str:
         """``unbounded`` or ``bounded, N steps``: what a PASS means."""
-        return "unbounded" if self.mode == "prove" else f"bounded, {self.depth} steps"
+        return "unbounded" if self.mode in UNBOUNDED else f"bounded, {self.depth} steps"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,7 +218,9 @@ def sby_text(harness: Harness, solver: str, timeout: float) -> str:
     sby's own time limit."""
     return "\n".join([
         "[tasks]", "proof", "cover", "",
-        "[options]", f"proof: mode {harness.mode}", f"proof: depth {harness.depth}",
+        # a stateless harness is proven by one BMC step
+        "[options]", f"proof: mode {'bmc' if harness.mode == 'comb' else harness.mode}",
+        f"proof: depth {harness.depth}",
         "cover: mode cover", f"cover: depth {harness.cover_depth}",
         f"timeout {max(1, int(timeout))}", "",
         "[engines]", f"smtbmc {solver}", "",
