@@ -1,7 +1,8 @@
 """The ``accel`` command line: one small module per verb, listed once in :data:`VERBS`.
 
-Each verb module defines a :class:`accel.cli.base.Verb` subclass. Modules are imported lazily so
-that ``accel gemm`` never pays for importing Amaranth or cocotb.
+Each verb module defines a :class:`accel.cli.base.Verb` subclass and imports nothing heavy at
+module level. Only the chosen verb's arguments are declared, so ``accel --help`` and ``accel gemm``
+never pay for importing torch, Amaranth or cocotb (``tests/test_cli_light.py``).
 """
 
 from __future__ import annotations
@@ -26,25 +27,34 @@ VERBS: list[tuple[str, str, str]] = [
 ]
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
+def _chosen(argv: list[str]) -> str | None:
+    """The verb named on the command line (the first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, Verb]]:
+    """The parser for ``argv``: every verb with its help line, the chosen one with its arguments."""
     parser = argparse.ArgumentParser(
         prog="accel",
         description="accel-hw: design, simulate, verify and measure systolic arrays with narrow "
                     "accumulators.",
         epilog="Run 'accel VERB --help' for a verb's options and examples.")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    chosen = _chosen(argv)
     verbs: dict[str, Verb] = {}
     for name, module, cls in VERBS:
         verb: Verb = getattr(importlib.import_module(module), cls)()
         p = sub.add_parser(name, help=verb.help, description=verb.help, epilog=verb.examples,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        verb.add_arguments(p)
+        if name == chosen:
+            verb.add_arguments(p)
         verbs[name] = verb
     return parser, verbs
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, verbs = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, verbs = build_parser(argv)
     args = parser.parse_args(argv)
     from accel.config import ConfigError
     try:

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 from accel.cli.base import Verb, add_json_argument, emit
 from accel.config import add_config_arguments, config_from_args
-from accel.golden import gemm
-from accel.operands import DISTRIBUTIONS, random_operands
 
 class Gemm(Verb):
     help = "run one GEMM Y = X.W (+bias) through the bit-exact golden model"
@@ -21,6 +17,8 @@ class Gemm(Verb):
 """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from accel.operands import DISTRIBUTIONS
+
         ops = parser.add_argument_group("operands (random unless .npy files are given)")
         ops.add_argument("-T", type=int, default=64, help="vectors streamed (default 64)")
         ops.add_argument("-K", type=int, default=128, help="reduction length (default 128)")
@@ -37,6 +35,11 @@ class Gemm(Verb):
         add_json_argument(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        import numpy as np
+
+        from accel.golden import gemm
+        from accel.operands import random_operands
+
         config = config_from_args(args)
         if (args.x is None) != (args.w is None):
             raise ValueError("--x and --w must be given together (or neither, for random operands)")

@@ -29,8 +29,7 @@ the image quantized to N-bit codes with the fixed scale 16 / (2^N - 1); later la
 calibration over the training set (--act-scale learned trains the scale from there)."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from accel.quant.act import SCALE_MODES
-        from accel.quant.weight import WEIGHT_QUANTIZERS
+        from accel.quant.names import QUANTIZERS, SCALE_MODES
 
         g = parser.add_argument_group("model and training")
         src = g.add_mutually_exclusive_group()
@@ -39,7 +38,7 @@ calibration over the training set (--act-scale learned trains the scale from the
         src.add_argument("--from", dest="from_ckpt", metavar="CKPT",
                          help="fine-tune from a float checkpoint (models/checkpoints/*_float_*.pt) "
                               "instead of training from scratch")
-        g.add_argument("--quantizer", choices=list(WEIGHT_QUANTIZERS), default="a2q+",
+        g.add_argument("--quantizer", choices=QUANTIZERS, default="a2q+",
                        help="weight quantizer (default a2q+)")
         g.add_argument("--tile", action="store_true",
                        help="a2q/a2q+: bound each R-row fold at P and the whole row at Q")

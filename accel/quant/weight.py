@@ -257,7 +257,7 @@ class A2QPlusWeight(A2QWeight):
         return bounds.half_norm_min_bits(q_k_o, self.config.act_bits)
 
 
-#: Weight quantizers by name.
+#: Weight quantizers by name, in the order of :data:`accel.quant.names.QUANTIZERS`.
 WEIGHT_QUANTIZERS: dict[str, type[WeightQuantizer]] = {
     cls.name: cls for cls in (BaselineWeight, A2QWeight, A2QPlusWeight, OAQWeight)}
 
