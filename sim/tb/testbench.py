@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from accel.config import ArrayConfig
-from sim.schedule import count_folds, count_groups
+from accel.arith import fold_count
+from sim.schedule import count_groups
 from sim.tb.coverage import Coverage, overflow_bins, shape_bins
 from sim.tb.harness import TbLayout, load_manifest
 from sim.tb.scenarios import Job, make_jobs
@@ -272,7 +273,7 @@ class Testbench:
         self.scoreboard.check(job.name, exp, payloads, complete)
         lat = sorted({ye - xe for ye, xe in zip(y_edges, emit_edges)})
         record = {"name": job.name, "T": t_n, "K": k_n, "O": o_n,
-                  "folds": count_folds(k_n, cfg), "groups": count_groups(o_n, cfg),
+                  "folds": fold_count(k_n, cfg.rows), "groups": count_groups(o_n, cfg),
                   "canonical": job.canonical and complete, "complete": complete,
                   "y_beats": len(payloads), "edges": e, "seconds": elapsed, "cpu_seconds": cpu,
                   "latency_seen": lat}
