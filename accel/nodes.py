@@ -1,0 +1,683 @@
+"""Nodes of the integer graph (:mod:`accel.graph`): each operation of a quantized network, with its
+exact integer semantics written once.
+
+Every edge carries either real values (float32) or *integers* described by an :class:`IntType`:
+``real = (v - zero_point) * scale``, with ``bits``/``signed`` for codes and ``bits = None`` for an
+array layer's accumulator (exact int64, per-channel scale ``s_x * s_w[o]``). Tensors are NCHW for
+convolutions and ``[..., features]`` for linear layers; per-channel parameters apply along
+``axis`` (1 for NCHW, -1 for features).
+
+Runtimes differ in the details of requantization, so the node carries them instead of one
+formula hiding them: a :class:`Requantize` stores its fp32 multiplier *as its front end computed
+it* and a declared order of operations (:data:`REQUANT_ORDERS`), and the rounding mode
+(:data:`ROUNDINGS`). :class:`ArrayLayer` is the only node the host does not compute: the executor
+(:mod:`accel.executor`) hands it to an array back end.
+
+Serialisation: :meth:`Node.to_state` gives ``(attrs, arrays)`` (JSON-able attributes, numpy
+arrays); :func:`node_from_state` inverts it. Errors name the node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from accel.arith import code_range
+from accel.layers import IntLayer, LayerError
+
+__all__ = ["IntType", "REAL", "Node", "Input", "Quantize", "ArrayLayer", "Requantize", "Clamp",
+           "MaxPool", "AvgPool", "Add", "Concat", "Reshape", "Dequantize", "NODE_TYPES",
+           "REQUANT_ORDERS", "ROUNDINGS", "QUANTIZE_MODES", "node_from_state", "round_to_int"]
+
+#: How a requantizing node computes ``v`` from its integer input ``a`` (zero point removed) in
+#: fp32 before rounding: ``mul`` = ``fp32(a) * m``; ``add_mul`` = ``(fp32(a) + offset) * m`` (a float
+#: bias in accumulator units, as fbgemm adds it); ``mul_add`` = ``fp32(a) * m + offset`` (a float
+#: bias in output units, added after scaling).
+REQUANT_ORDERS = ("mul", "add_mul", "mul_add")
+#: Rounding of a requantized value to an integer: half to even (``rint``, what C's nearbyint and
+#: numpy do) or half away from zero (C's round).
+ROUNDINGS = ("half_even", "half_away")
+#: How :class:`Quantize` computes ``x / scale + zero_point``: float64 division, float32 division,
+#: float32 multiplication by the fp32 reciprocal, or one fused multiply-add ``fma(x, 1 / scale,
+#: zero_point)`` rounded once to fp32 (``torch.quantize_per_tensor`` through fbgemm; emulated in
+#: float64, where the product of two fp32 numbers is exact).
+QUANTIZE_MODES = ("f64_div", "f32_div", "f32_mul_inv", "f32_fma_inv")
+#: Widest codes on an edge: OverQ's raw lanes of 16-bit activations with both overwrites (3N).
+MAX_CODE_BITS = 48
+
+
+def round_to_int(v: np.ndarray, rounding: str) -> np.ndarray:
+    """``v`` rounded to integers (same float dtype, in place when possible)."""
+    if rounding == "half_even":
+        return np.rint(v, out=v) if v.flags.writeable else np.rint(v)
+    return np.trunc(v + np.copysign(np.asarray(0.5, v.dtype), v))
+
+
+def _clip_codes(v: np.ndarray, zero_point: int, lo: int, hi: int) -> np.ndarray:
+    """``clamp(v + zero_point, lo, hi)`` as int64, for float ``v`` holding integers: the bounds are
+    applied before the shift, exactly (float32 below 2^24, else float64)."""
+    if max(zero_point - lo, hi - zero_point) >= 1 << 24:
+        v = v.astype(np.float64)
+    np.clip(v, lo - zero_point, hi - zero_point, out=v)
+    return v.astype(np.int64) + zero_point
+
+
+@dataclass(frozen=True)
+class IntType:
+    """Integers on an edge: ``real = (v - zero_point) * scale``.
+
+    ``bits``/``signed`` bound codes (``None``: an accumulator, exact int64); ``lo``/``hi`` the
+    range actually produced (a clamp narrower than the width, e.g. OAQ's input clamp); ``scale``
+    has one value (per tensor) or one per channel along ``axis``.
+    """
+
+    scale: np.ndarray
+    zero_point: int = 0
+    bits: int | None = None
+    signed: bool = True
+    lo: int | None = None
+    hi: int | None = None
+    axis: int = 1
+
+    @property
+    def is_codes(self) -> bool:
+        return self.bits is not None
+
+    def same_codes(self, other: "IntType") -> bool:
+        """True when both describe the same codes (width, sign, zero point and scale)."""
+        return (self.bits, self.signed, self.zero_point) == (other.bits, other.signed, other.zero_point) \
+            and self.scale.shape == other.scale.shape and bool(np.all(self.scale == other.scale))
+
+
+#: The type of an edge of real values.
+REAL = "real"
+
+
+def _f32(name: str, what: str, a: Any, size: int | None = None) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(a, dtype=np.float32))
+    if arr.ndim != 1 or (size is not None and arr.shape[0] not in (1, size)):
+        raise LayerError(f"node {name!r}: {what} must have shape (1,) or ({size},), not {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise LayerError(f"node {name!r}: {what} must be finite")
+    arr.setflags(write=False)
+    return arr
+
+
+def _scale(name: str, what: str, a: Any) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(a, dtype=np.float64))
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise LayerError(f"node {name!r}: {what} must be positive and finite (one value or one "
+                         f"per channel), not {a!r}")
+    arr.setflags(write=False)
+    return arr
+
+
+def _int(name: str, what: str, v: Any, lo: int | None = None, hi: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) \
+            or (lo is not None and v < lo) or (hi is not None and v > hi):
+        rng = "" if lo is None else f" in [{lo}, {hi}]"
+        raise LayerError(f"node {name!r}: {what} must be an integer{rng}, not {v!r}")
+    return int(v)
+
+
+def _choice(name: str, what: str, v: Any, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise LayerError(f"node {name!r}: {what} must be one of {', '.join(map(repr, choices))}, "
+                         f"not {v!r}")
+    return v
+
+
+def _broadcast(p: np.ndarray, ndim: int, axis: int) -> np.ndarray:
+    """Per-channel parameters ``p`` shaped to broadcast along ``axis`` of an ``ndim`` array."""
+    if p.shape[0] == 1 or ndim == 0:
+        return p.reshape(()) if p.shape[0] == 1 else p
+    shape = [1] * ndim
+    shape[axis] = p.shape[0]
+    return p.reshape(shape)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Node:
+    """One operation: ``name`` (unique in the graph) and the names of its ``inputs``, in order."""
+
+    name: str
+    inputs: tuple[str, ...] = ()
+    op: ClassVar[str] = ""
+    arity: ClassVar[int | None] = 1
+    #: Fields stored as arrays (the rest are JSON attributes).
+    array_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", str(self.name))
+        object.__setattr__(self, "inputs", tuple(str(i) for i in self.inputs))
+        if self.arity is not None and len(self.inputs) != self.arity:
+            raise LayerError(f"node {self.name!r} ({self.op}) takes {self.arity} input(s), "
+                             f"not {len(self.inputs)}")
+
+    def out_type(self, ins: list[IntType | str]) -> IntType | str:
+        """The type of the output given the input types (validates them)."""
+        raise NotImplementedError
+
+    def apply(self, *values: np.ndarray) -> np.ndarray:
+        """The output of the host operation on its input values."""
+        raise NotImplementedError
+
+    def _need_ints(self, t: IntType | str, which: str = "input") -> IntType:
+        if not isinstance(t, IntType):
+            raise LayerError(f"node {self.name!r} ({self.op}) needs integers on its {which}, "
+                             "not real values (quantize them first)")
+        return t
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(attrs, arrays)``: JSON-able attributes and the array fields (None ones omitted)."""
+        attrs: dict[str, Any] = {"op": self.op}
+        arrays: dict[str, np.ndarray] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in self.array_fields:
+                if v is not None:
+                    arrays[f.name] = np.asarray(v)
+            else:
+                attrs[f.name] = list(v) if isinstance(v, tuple) else v
+        return attrs, arrays
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Input(Node):
+    """The graph input: real values (float32), e.g. an image batch."""
+
+    op: ClassVar[str] = "input"
+    arity: ClassVar[int | None] = 0
+
+    def out_type(self, ins):
+        return REAL
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Quantize(Node):
+    """Real values to codes: ``clamp(round(x / scale) + zero_point, lo, hi)``, half to even.
+
+    ``lo``/``hi`` default to the ``bits``-bit range of the sign; a narrower ``hi`` is a clamp of
+    the input quantizer (OAQ's ``c_x``). ``mode`` is how ``x / scale`` is computed
+    (:data:`QUANTIZE_MODES`).
+    """
+
+    scale: float
+    zero_point: int = 0
+    bits: int = 8
+    signed: bool = False
+    lo: int | None = None
+    hi: int | None = None
+    mode: str = "f64_div"
+    op: ClassVar[str] = "quantize"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.name
+        object.__setattr__(self, "scale", float(_scale(n, "scale", self.scale)[0]))
+        _int(n, "bits", self.bits, 1, MAX_CODE_BITS)
+        lo, hi = code_range(self.bits, bool(self.signed))
+        object.__setattr__(self, "zero_point", _int(n, "zero_point", self.zero_point, lo, hi))
+        object.__setattr__(self, "lo", lo if self.lo is None else _int(n, "lo", self.lo, lo, hi))
+        object.__setattr__(self, "hi", hi if self.hi is None else _int(n, "hi", self.hi, self.lo, hi))
+        _choice(n, "mode", self.mode, QUANTIZE_MODES)
+
+    def out_type(self, ins):
+        if ins[0] != REAL:
+            raise LayerError(f"node {self.name!r} (quantize) needs real values on its input")
+        return IntType(np.array([self.scale]), self.zero_point, self.bits, self.signed,
+                       self.lo, self.hi)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        inv = np.float32(1.0) / np.float32(self.scale)
+        if self.mode == "f32_fma_inv":
+            q = np.asarray(x, dtype=np.float32).astype(np.float64)
+            q *= np.float64(inv)
+            q += self.zero_point
+            q = round_to_int(q.astype(np.float32), "half_even")
+            return _clip_codes(q, 0, self.lo, self.hi)
+        if self.mode == "f64_div":
+            q = np.array(x, dtype=np.float64)
+            q /= self.scale
+        elif self.mode == "f32_div":
+            q = np.array(x, dtype=np.float32)
+            q /= np.float32(self.scale)
+        else:
+            q = np.array(x, dtype=np.float32)
+            q *= inv
+        return _clip_codes(round_to_int(q, "half_even"), self.zero_point, self.lo, self.hi)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ArrayLayer(Node):
+    """A conv/linear layer computed on the array (:class:`accel.layers.IntLayer`): input codes to
+    the int64 accumulator, per channel ``real = acc * input_scale * weight_scale[o]``."""
+
+    layer: IntLayer
+    op: ClassVar[str] = "array"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.layer, IntLayer):
+            raise LayerError(f"node {self.name!r}: layer must be an IntLayer, not "
+                             f"{type(self.layer).__name__}")
+
+    @property
+    def axis(self) -> int:
+        return 1 if self.layer.kind == "conv2d" else -1
+
+    def out_type(self, ins):
+        t = self._need_ints(ins[0])
+        lay = self.layer
+        if not t.is_codes or (t.bits, t.signed, t.zero_point) != (lay.act_bits, lay.act_signed,
+                                                                    lay.input_zero_point):
+            got = "an accumulator" if not t.is_codes else (
+                f"{'signed' if t.signed else 'unsigned'} {t.bits}-bit codes, zero point {t.zero_point}")
+            raise LayerError(f"node {self.name!r}: layer {lay.name!r} takes "
+                             f"{'signed' if lay.act_signed else 'unsigned'} {lay.act_bits}-bit codes "
+                             f"with zero point {lay.input_zero_point}, but its input carries {got}")
+        if t.scale.shape != (1,) or not np.isclose(t.scale[0], lay.input_scale, rtol=1e-6):
+            raise LayerError(f"node {self.name!r}: layer {lay.name!r} has input scale "
+                             f"{lay.input_scale!r}, its input codes scale {t.scale.tolist()}")
+        return IntType(lay.acc_scale, 0, None, True, axis=self.axis)
+
+    def to_state(self):
+        meta = self.layer.to_state()
+        attrs = {"op": self.op, "name": self.name, "inputs": list(self.inputs), "layer": meta["meta"]}
+        return attrs, {f"layer.{k}": v for k, v in meta["arrays"].items()}
+
+
+class _Rescale:
+    """Mixin: output codes ``clamp(round(v) + zero_point, lo, hi)`` of a width and sign."""
+
+    def _check_out(self) -> None:
+        n = self.name
+        _int(n, "bits", self.bits, 1, MAX_CODE_BITS)
+        lo, hi = code_range(self.bits, bool(self.signed))
+        object.__setattr__(self, "signed", bool(self.signed))
+        object.__setattr__(self, "zero_point", _int(n, "zero_point", self.zero_point, lo, hi))
+        object.__setattr__(self, "lo", lo if self.lo is None else _int(n, "lo", self.lo, lo, hi))
+        object.__setattr__(self, "hi", hi if self.hi is None else _int(n, "hi", self.hi, self.lo, hi))
+        object.__setattr__(self, "scale", float(_scale(n, "scale", self.scale)[0]))
+        _choice(n, "rounding", self.rounding, ROUNDINGS)
+
+    def _codes_type(self) -> IntType:
+        return IntType(np.array([self.scale]), self.zero_point, self.bits, self.signed, self.lo,
+                       self.hi)
+
+    def _finish(self, v: np.ndarray) -> np.ndarray:
+        return _clip_codes(round_to_int(v, self.rounding), self.zero_point, self.lo, self.hi)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Requantize(_Rescale, Node):
+    """Integers (an accumulator, or codes with ``input_zero_point``) to codes, per channel::
+
+        a = fp32(v - input_zero_point)
+        v = a * multiplier                 (order "mul")
+            (a + offset) * multiplier      (order "add_mul")
+            a * multiplier + offset        (order "mul_add")     every step in fp32
+        code = clamp(round(v) + zero_point, lo, hi)
+
+    ``multiplier`` (fp32, one or one per channel along ``axis``) is kept as the front end computed
+    it (``s_x * s_w / s_y`` in its runtime's operand order); ``scale`` is ``s_y``. ``lo`` defaults
+    to the range's low end (a fused ReLU sets it to the zero point), ``hi`` to its high end.
+    """
+
+    multiplier: np.ndarray
+    scale: float
+    zero_point: int = 0
+    bits: int = 8
+    signed: bool = False
+    lo: int | None = None
+    hi: int | None = None
+    input_zero_point: int = 0
+    offset: np.ndarray | None = None
+    order: str = "mul"
+    rounding: str = "half_even"
+    axis: int = 1
+    op: ClassVar[str] = "requantize"
+    array_fields: ClassVar[tuple[str, ...]] = ("multiplier", "offset")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.name
+        object.__setattr__(self, "multiplier", _f32(n, "multiplier", self.multiplier))
+        self._check_out()
+        _choice(n, "order", self.order, REQUANT_ORDERS)
+        if (self.offset is None) != (self.order == "mul"):
+            raise LayerError(f"node {n!r}: order {self.order!r} "
+                             + ("takes no offset" if self.order == "mul" else "needs an offset"))
+        if self.offset is not None:
+            object.__setattr__(self, "offset", _f32(n, "offset", self.offset))
+        _int(n, "input_zero_point", self.input_zero_point)
+        _int(n, "axis", self.axis)
+
+    def out_type(self, ins):
+        t = self._need_ints(ins[0])
+        if t.zero_point != self.input_zero_point:
+            raise LayerError(f"node {self.name!r}: input zero point {self.input_zero_point} but its "
+                             f"input carries {t.zero_point}")
+        for what, p in (("multiplier", self.multiplier), ("offset", self.offset)):
+            if p is not None and p.shape[0] > 1 and t.scale.shape[0] not in (1, p.shape[0]):
+                raise LayerError(f"node {self.name!r}: {p.shape[0]} {what}s for an input with "
+                                 f"{t.scale.shape[0]} channel scales")
+        return self._codes_type()
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        a = np.asarray(v)
+        a = (a - self.input_zero_point if self.input_zero_point else a).astype(np.float32)
+        m = _broadcast(self.multiplier, a.ndim, self.axis)
+        if self.order == "add_mul":
+            a += _broadcast(self.offset, a.ndim, self.axis)
+        a *= m
+        if self.order == "mul_add":
+            a += _broadcast(self.offset, a.ndim, self.axis)
+        return self._finish(a)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Clamp(Node):
+    """Codes clamped to ``[lo, hi]`` (``None``: no bound); ReLU is ``lo = zero point``."""
+
+    lo: int | None = None
+    hi: int | None = None
+    op: ClassVar[str] = "clamp"
+
+    def out_type(self, ins):
+        t = self._need_ints(ins[0])
+        lo = t.lo if self.lo is None or (t.lo is not None and t.lo > self.lo) else self.lo
+        hi = t.hi if self.hi is None or (t.hi is not None and t.hi < self.hi) else self.hi
+        return dataclasses.replace(t, lo=lo, hi=hi)
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        return np.clip(v, self.lo, self.hi)
+
+
+def _pair(name: str, what: str, v: Any, lo: int) -> tuple[int, int]:
+    t = (v, v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else tuple(v)
+    if len(t) != 2 or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < lo
+                          for i in t):
+        raise LayerError(f"node {name!r}: {what} must be an integer >= {lo} or a pair of them, "
+                         f"not {v!r}")
+    return int(t[0]), int(t[1])
+
+
+class _Window:
+    """Mixin: a 2-D pooling window over NCHW integers (``kernel``, ``stride``, ``padding``)."""
+
+    def _check_window(self) -> None:
+        n = self.name
+        object.__setattr__(self, "kernel", _pair(n, "kernel", self.kernel, 1))
+        object.__setattr__(self, "stride", _pair(n, "stride", self.kernel if self.stride is None
+                                                 else self.stride, 1))
+        object.__setattr__(self, "padding", _pair(n, "padding", self.padding, 0))
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel)):
+            raise LayerError(f"node {n!r}: padding {self.padding} must be at most half the kernel "
+                             f"{self.kernel}")
+
+    def _out(self, size: int, k: int, s: int, p: int) -> int:
+        """PyTorch's pooled length of an axis of ``size`` (unpadded) codes."""
+        if size + 2 * p < k:
+            raise LayerError(f"node {self.name!r}: input smaller than the {self.kernel} window")
+        n = (size + 2 * p - k + (s - 1 if self.ceil_mode else 0)) // s + 1
+        if self.ceil_mode and (n - 1) * s >= size + p:       # a window may not start in the padding
+            n -= 1
+        return n
+
+    def _windows(self, v: np.ndarray, fill: int, extra: int | None = None) -> np.ndarray:
+        """``[N, C, Ho, Wo, kh, kw]`` view of the padded input: ``fill`` in the padding, ``extra``
+        (default ``fill``) past it, where ceil_mode windows run over the edge."""
+        if v.ndim != 4:
+            raise LayerError(f"node {self.name!r} ({self.op}) needs NCHW input, not shape {v.shape}")
+        (ph, pw), (kh, kw), (sh, sw) = self.padding, self.kernel, self.stride
+        ho, wo = self._out(v.shape[2], kh, sh, ph), self._out(v.shape[3], kw, sw, pw)
+        eh = max(0, (ho - 1) * sh + kh - v.shape[2] - 2 * ph)     # ceil_mode: past the padding
+        ew = max(0, (wo - 1) * sw + kw - v.shape[3] - 2 * pw)
+        p = np.pad(v, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+        if eh or ew:
+            p = np.pad(p, ((0, 0), (0, 0), (0, eh), (0, ew)),
+                       constant_values=fill if extra is None else extra)
+        win = np.lib.stride_tricks.sliding_window_view(p, (kh, kw), axis=(2, 3))
+        return win[:, :, ::sh, ::sw][:, :, :ho, :wo]
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class MaxPool(_Window, Node):
+    """Max over each window of NCHW codes (padding never wins: it is below every code)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    ceil_mode: bool = False
+    op: ClassVar[str] = "maxpool"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_window()
+
+    def out_type(self, ins):
+        return self._need_ints(ins[0])
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v)
+        return self._windows(v, np.iinfo(np.int64).min).max(axis=(-2, -1))
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class AvgPool(_Window, _Rescale, Node):
+    """Average pooling of NCHW codes: an exact integer sum, then a rescale to output codes::
+
+        S = sum over the window of (code - input_zero_point)          (int64; padding adds 0)
+        n = window size (count_include_pad) or the codes inside it
+        code = clamp(round(fp32(S) * fp32(multiplier / n)) + zero_point, lo, hi)   (mode "sum_mul")
+               clamp((S >> log2(n)) + zero_point, lo, hi)                          (mode "sum_shift")
+
+    ``multiplier`` is ``s_in / s_out`` (fp32 as computed by the front end); ``sum_shift`` truncates
+    toward minus infinity and needs a power-of-two window. ``global_pool``: the window is the whole
+    feature map (kernel and stride are ignored).
+    """
+
+    kernel: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+    global_pool: bool = False
+    multiplier: float = 1.0
+    mode: str = "sum_mul"
+    scale: float = 1.0
+    zero_point: int = 0
+    bits: int = 8
+    signed: bool = False
+    lo: int | None = None
+    hi: int | None = None
+    input_zero_point: int = 0
+    rounding: str = "half_even"
+    op: ClassVar[str] = "avgpool"
+    MODES: ClassVar[tuple[str, ...]] = ("sum_mul", "sum_shift")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.global_pool:
+            self._check_window()
+        self._check_out()
+        _choice(self.name, "mode", self.mode, self.MODES)
+        object.__setattr__(self, "multiplier", float(np.float32(self.multiplier)))
+
+    def out_type(self, ins):
+        t = self._need_ints(ins[0])
+        if t.zero_point != self.input_zero_point or t.scale.shape != (1,):
+            raise LayerError(f"node {self.name!r}: input zero point {self.input_zero_point} (per "
+                             f"tensor) but its input carries {t.zero_point}")
+        return self._codes_type()
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.int64) - self.input_zero_point
+        if self.global_pool:
+            s = v.sum(axis=(2, 3), keepdims=True)
+            n = np.full(s.shape, v.shape[2] * v.shape[3], dtype=np.int64)
+        else:
+            s = self._windows(v, 0).sum(axis=(-2, -1))
+            # the divisor counts the codes (and with count_include_pad the padding) a window
+            # covers, never the part past the padding that ceil_mode adds
+            ones = self._windows(np.ones((1, 1, *v.shape[2:]), np.int64),
+                                 1 if self.count_include_pad else 0, 0)
+            n = np.broadcast_to(ones.sum(axis=(-2, -1)), s.shape)
+        if self.mode == "sum_shift":
+            if np.any(n & (n - 1)):
+                raise LayerError(f"node {self.name!r}: sum_shift needs power-of-two windows, "
+                                 f"not {sorted(set(n.ravel().tolist()))}")
+            shift = np.log2(n).astype(np.int64)
+            return _clip_codes((s >> shift).astype(np.float64), self.zero_point, self.lo, self.hi)
+        m = (np.float64(self.multiplier) / n).astype(np.float32)
+        return self._finish(s.astype(np.float32) * m)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Add(_Rescale, Node):
+    """Sum of two code tensors (a residual connection) requantized to output codes::
+
+        v = fp32(a - za) * ma + fp32(b - zb) * mb        (fp32; ma = s_a / s_y, mb = s_b / s_y)
+        code = clamp(round(v) + zero_point, lo, hi)      (a fused ReLU: lo = zero point)
+    """
+
+    multipliers: tuple[float, float]
+    input_zero_points: tuple[int, int] = (0, 0)
+    scale: float = 1.0
+    zero_point: int = 0
+    bits: int = 8
+    signed: bool = False
+    lo: int | None = None
+    hi: int | None = None
+    rounding: str = "half_even"
+    op: ClassVar[str] = "add"
+    arity: ClassVar[int | None] = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "multipliers", tuple(float(np.float32(m)) for m in self.multipliers))
+        object.__setattr__(self, "input_zero_points",
+                           tuple(_int(self.name, "input zero point", z) for z in self.input_zero_points))
+        self._check_out()
+
+    def out_type(self, ins):
+        for i, (t, z) in enumerate(zip(ins, self.input_zero_points)):
+            t = self._need_ints(t, f"input {i}")
+            if t.zero_point != z:
+                raise LayerError(f"node {self.name!r}: input {i} zero point {z} but it carries "
+                                 f"{t.zero_point}")
+        return self._codes_type()
+
+    def apply(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        (za, zb), (ma, mb) = self.input_zero_points, self.multipliers
+        v = (np.asarray(a) - za).astype(np.float32) * np.float32(ma)
+        v += (np.asarray(b) - zb).astype(np.float32) * np.float32(mb)
+        return self._finish(v)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Concat(Node):
+    """Concatenation along ``axis`` of codes that share width, sign, scale and zero point."""
+
+    axis: int = 1
+    op: ClassVar[str] = "concat"
+    arity: ClassVar[int | None] = None
+
+    def out_type(self, ins):
+        if not ins:
+            raise LayerError(f"node {self.name!r} (concat) needs at least one input")
+        first = self._need_ints(ins[0], "input 0")
+        for i, t in enumerate(ins[1:], 1):
+            if not self._need_ints(t, f"input {i}").same_codes(first):
+                raise LayerError(f"node {self.name!r} (concat): input {i} has other codes than "
+                                 "input 0 (width, sign, scale, zero point); requantize it first")
+        return first
+
+    def apply(self, *values: np.ndarray) -> np.ndarray:
+        return np.concatenate(values, axis=self.axis)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Reshape(Node):
+    """A new shape for every sample (the batch axis stays): ``shape`` excludes it, -1 allowed.
+    Flatten is ``Reshape(shape=(-1,))``."""
+
+    shape: tuple[int, ...] = (-1,)
+    op: ClassVar[str] = "reshape"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "shape", tuple(_int(self.name, "shape entry", s, -1) for s in self.shape))
+
+    def out_type(self, ins):
+        t = ins[0]
+        if isinstance(t, IntType) and t.scale.shape[0] > 1:
+            raise LayerError(f"node {self.name!r}: per-channel scales do not survive a reshape; "
+                             "requantize to per-tensor codes first")
+        return t
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        return np.reshape(v, (np.shape(v)[0], *self.shape))
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Dequantize(Node):
+    """Integers to real values, per channel along ``axis``: ``(v - zero_point) * scale`` in float64
+    rounded once to float32 (mode ``f64``), or ``fp32(v - zero_point) * fp32(scale)`` as a runtime's
+    fp32 arithmetic does (mode ``f32``)."""
+
+    scale: np.ndarray
+    zero_point: int = 0
+    axis: int = 1
+    mode: str = "f64"
+    op: ClassVar[str] = "dequantize"
+    array_fields: ClassVar[tuple[str, ...]] = ("scale",)
+    MODES: ClassVar[tuple[str, ...]] = ("f64", "f32")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "scale", _scale(self.name, "scale", self.scale))
+        _int(self.name, "zero_point", self.zero_point)
+        _choice(self.name, "mode", self.mode, self.MODES)
+
+    def out_type(self, ins):
+        self._need_ints(ins[0])
+        return REAL
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        dt = np.float64 if self.mode == "f64" else np.float32
+        a = np.asarray(v)
+        a = (a - self.zero_point if self.zero_point else a).astype(dt)
+        return (a * _broadcast(self.scale.astype(dt), a.ndim, self.axis)).astype(np.float32)
+
+
+#: Node classes by their ``op`` name.
+NODE_TYPES: dict[str, type[Node]] = {c.op: c for c in (Input, Quantize, ArrayLayer, Requantize,
+                                                       Clamp, MaxPool, AvgPool, Add, Concat,
+                                                       Reshape, Dequantize)}
+
+
+def node_from_state(attrs: dict[str, Any], arrays: dict[str, np.ndarray]) -> Node:
+    """Inverse of :meth:`Node.to_state`; raises :class:`LayerError` on a malformed entry."""
+    attrs = dict(attrs)
+    op = attrs.pop("op", None)
+    if op not in NODE_TYPES:
+        raise LayerError(f"unknown node op {op!r}; known: {', '.join(NODE_TYPES)}")
+    cls = NODE_TYPES[op]
+    try:
+        if cls is ArrayLayer:
+            layer = IntLayer.from_state({"meta": attrs.pop("layer"),
+                                         "arrays": {k[len("layer."):]: v for k, v in arrays.items()
+                                                    if k.startswith("layer.")}})
+            return ArrayLayer(layer=layer, **attrs)
+        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()}
+        kw.update({k: np.asarray(v) for k, v in arrays.items()})
+        return cls(**kw)
+    except LayerError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise LayerError(f"malformed {op!r} node {attrs.get('name')!r}: {e}") from None
