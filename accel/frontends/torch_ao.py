@@ -1,38 +1,55 @@
-"""PyTorch eager-mode quantized layers (``torch.ao.nn.quantized``) as integer layers.
+"""PyTorch eager-mode quantized models (``torch.ao.nn.quantized``) as integer graphs.
 
-The engines differ in where the bias enters (measured on torch 2.13):
+:func:`from_torch_ao` traces a converted model with ``torch.fx`` (quantized modules are leaves)
+and maps each node; the quantization parameters of every tensor follow statically from the
+quantize stub and the modules' output scales. The engines differ in where the bias enters
+(measured on torch 2.13), and the graph replicates each:
 
 ``qnnpack``
     int32 bias ``round(b / (s_x * s_w))`` added to the accumulator, then ``fp32(acc) * multiplier``
-    rounded half to even. Replicated exactly: the bias (zero-point correction folded in) is the
-    accumulator preload.
+    rounded half to even (:class:`~accel.nodes.Requantize` order ``mul``). The multiplier is
+    ``s_x * s_w / s_y`` in fp32 in the operand order of this front end.
 ``fbgemm``
     exact int32 accumulator of ``(x - z_x) * w``, then ``fp32(acc) + fp32(b) / fp32(s_x * s_w)``,
-    times the multiplier, rounded half to even. Replicated exactly (``Requant.offset``) while the
-    input codes stay <= 127 (``reduce_range``): on CPUs without VNNI fbgemm saturates pairs of
-    u8 x s8 products to int16, which out-of-calibration inputs still reach.
+    times the multiplier, rounded half to even (order ``add_mul``). Exact while the input codes
+    stay <= 127 (``reduce_range``): on CPUs without VNNI fbgemm saturates pairs of u8 x s8 products
+    to int16, which out-of-calibration inputs still reach.
 ``x86`` / ``onednn``
     x86 picks fbgemm or oneDNN by CPU; oneDNN differs by 1 LSB on rare outputs. The fbgemm
     semantics are used and agreement (share within 1 LSB) is reported instead of equality.
+
+The quantize stub is ``torch.quantize_per_tensor``: ``fp32 fma(x, 1 / s, z)`` rounded half to even
+(fbgemm's kernel; :class:`~accel.nodes.Quantize` mode ``f32_fma_inv``).
+
+:func:`reference` runs the original module and returns its own codes at every mapped node, for
+:func:`accel.executor.simulate` to compare output for output.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from accel.layers import IntLayer, LayerError, Requant, fold_zero_point
+from accel.graph import Graph
+from accel.layers import IntLayer, LayerError, fold_zero_point
+from accel.nodes import (ArrayLayer, Clamp, Dequantize, Input, MaxPool, Node, Quantize,
+                         Requantize, Reshape)
 
-__all__ = ["ENGINE_SEMANTICS", "EXACT_ENGINES", "is_quantized_layer", "from_quantized"]
+__all__ = ["ENGINE_SEMANTICS", "EXACT_ENGINES", "is_quantized_layer", "from_torch_ao", "reference"]
 
-#: What the TLM replicates for each engine (printed in reports).
+#: What the graph replicates for each engine (printed in reports).
 ENGINE_SEMANTICS = {
     "qnnpack": "qnnpack: int32 bias round(b/(s_x*s_w)) in the accumulator, fp32 scale, round half even",
     "fbgemm": "fbgemm: fp32 bias b/(s_x*s_w) added after the accumulator, fp32 scale, round half even",
     "x86": "x86 (fbgemm or oneDNN by CPU): fbgemm semantics replicated; agreement reported",
     "onednn": "onednn: fbgemm semantics replicated; agreement reported (oneDNN may differ by 1 LSB)",
 }
-#: Engines whose output codes the TLM must equal exactly (P = Q = 32).
+#: Engines whose output codes the graph must equal exactly (P = Q = 32).
 EXACT_ENGINES = ("qnnpack", "fbgemm")
+SUPPORTED = ("QuantStub (Quantize), quantized Conv2d / Linear (and their fused ReLU variants), "
+             "ReLU, MaxPool2d, flatten / reshape / view, DeQuantStub (DeQuantize)")
 
 
 def is_quantized_layer(module: object) -> bool:
@@ -48,15 +65,12 @@ def _fused_relu(module: object) -> bool:
     return isinstance(module, (nniq.LinearReLU, nniq.ConvReLU2d))
 
 
-def from_quantized(module: object, name: str, input_scale: float, input_zero_point: int,
-                   engine: str) -> IntLayer:
-    """The :class:`IntLayer` of a quantized Linear / Conv2d fed quint8 codes (``input_scale``,
-    ``input_zero_point``), with the bias placed as ``engine`` places it."""
+def _layer(module: Any, name: str, input_scale: float, input_zero_point: int, engine: str
+           ) -> tuple[IntLayer, Requantize]:
+    """The :class:`IntLayer` of a quantized Linear / Conv2d fed quint8 codes and the node that
+    requantizes its accumulator as ``engine`` does."""
     import torch
 
-    if engine not in ENGINE_SEMANTICS:
-        raise LayerError(f"layer {name!r}: unknown quantized engine {engine!r}; known engines are "
-                         f"{', '.join(ENGINE_SEMANTICS)}")
     wq = module.weight()
     if wq.dtype != torch.qint8:
         raise LayerError(f"layer {name!r}: weights must be qint8, not {wq.dtype}")
@@ -77,17 +91,151 @@ def from_quantized(module: object, name: str, input_scale: float, input_zero_poi
         offset = None
     else:
         bias_int, offset = None, None if bias_f is None else bias_f / acc_scale
-    requant = Requant(multiplier=multiplier, scale=float(module.scale),
-                      zero_point=int(module.zero_point), out_bits=8, out_signed=False,
-                      offset=offset, relu=_fused_relu(module), layer=name)
+    zero = int(module.zero_point)
     common = dict(name=name, weight=w, weight_scale=scale, weight_zero_point=zp,
                   input_scale=float(input_scale), input_zero_point=int(input_zero_point),
                   act_bits=8, act_signed=False, weight_bits=8,
-                  bias=fold_zero_point(bias_int, w, int(input_zero_point)), requant=requant)
+                  bias=fold_zero_point(bias_int, w, int(input_zero_point)))
     if w.ndim == 2:
-        return IntLayer(kind="linear", **common)
-    if module.padding_mode != "zeros":
-        raise LayerError(f"layer {name!r}: padding_mode {module.padding_mode!r} is not supported "
-                         "(the array pads with the zero point's code: 'zeros' only)")
-    return IntLayer(kind="conv2d", stride=module.stride, padding=module.padding,
-                    dilation=module.dilation, groups=module.groups, **common)
+        layer = IntLayer(kind="linear", **common)
+    else:
+        if module.padding_mode != "zeros":
+            raise LayerError(f"layer {name!r}: padding_mode {module.padding_mode!r} is not "
+                             "supported (the array pads with the zero point's code: 'zeros' only)")
+        layer = IntLayer(kind="conv2d", stride=module.stride, padding=module.padding,
+                         dilation=module.dilation, groups=module.groups, **common)
+    rq = Requantize(name=f"{name}.requantize", inputs=(name,), multiplier=multiplier,
+                    scale=float(module.scale), zero_point=zero, bits=8, signed=False,
+                    lo=zero if _fused_relu(module) else None, offset=offset,
+                    order="mul" if offset is None else "add_mul",
+                    axis=1 if layer.kind == "conv2d" else -1)
+    return layer, rq
+
+
+def _reshape_shape(node: Any) -> tuple[int, ...]:
+    """The per-sample shape of a flatten / view / reshape node (the batch axis kept)."""
+    target, args = node.target, node.args
+    if target in ("flatten",) or getattr(target, "__name__", "") == "flatten":
+        start = args[1] if len(args) > 1 else node.kwargs.get("start_dim", 0)
+        if start != 1:
+            raise LayerError(f"node {node.name!r}: flatten from dimension {start} is not supported "
+                             "(only 1: keep the batch)")
+        return (-1,)
+    shape = args[1:] if len(args) > 1 else node.kwargs.get("shape", ())
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if not shape or not all(isinstance(s, int) for s in shape[1:]):
+        raise LayerError(f"node {node.name!r}: {target} needs a constant shape after the batch "
+                         f"axis, not {shape!r}")
+    return tuple(shape[1:])
+
+
+def from_torch_ao(model: Any, engine: str | None = None) -> Graph:
+    """The integer graph of a converted eager-mode quantized ``model`` (module docstring).
+
+    ``engine`` defaults to ``torch.backends.quantized.engine``. Unsupported nodes raise
+    :class:`LayerError` naming the node, its op type and what is supported.
+    """
+    import torch
+    import torch.ao.nn.quantized as nnq
+    import torch.fx
+    import torch.nn.functional as F
+
+    engine = engine or torch.backends.quantized.engine
+    if engine not in ENGINE_SEMANTICS:
+        raise LayerError(f"unknown quantized engine {engine!r}; known engines are "
+                         f"{', '.join(ENGINE_SEMANTICS)}")
+    try:
+        traced = torch.fx.symbolic_trace(model)
+    except Exception as e:  # tracing failures come in many types
+        raise LayerError(f"torch.fx cannot trace the model ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:200]}); supported: {SUPPORTED}") from None
+    mods = dict(traced.named_modules())
+    nodes: list[Node] = []
+    value: dict[str, str] = {}            # fx node name -> graph node name of its value
+    qparams: dict[str, tuple[float, int]] = {}   # graph node name -> (scale, zero point) of codes
+    outputs: list[str] = []
+    for fx in traced.graph.nodes:
+        mod = mods.get(fx.target) if fx.op == "call_module" else None
+        name = fx.target if mod is not None else fx.name      # a module's path names its node
+        if mod is not None and not is_quantized_layer(mod) and any(n.name == name for n in nodes):
+            name = fx.name                                    # a module called again (ReLU)
+        arg = value.get(fx.args[0].name) if fx.args and hasattr(fx.args[0], "name") else None
+        what = type(mod).__name__ if mod is not None else str(fx.target)
+        new: list[Node] = []
+        if fx.op == "placeholder":
+            if any(isinstance(n, Input) for n in nodes):
+                raise LayerError(f"node {fx.name!r}: the model takes more than one input")
+            new = [Input(name=fx.name)]
+        elif fx.op == "output":
+            out = fx.args[0]
+            outputs = [value[o.name] for o in (out if isinstance(out, (tuple, list)) else [out])]
+            continue
+        elif isinstance(mod, nnq.Quantize):
+            if mod.dtype not in (torch.quint8, torch.qint8):
+                raise LayerError(f"node {fx.name!r}: quantize to {mod.dtype} is not supported "
+                                 "(quint8 or qint8)")
+            new = [Quantize(name=name, inputs=(arg,), scale=float(mod.scale),
+                            zero_point=int(mod.zero_point), bits=8,
+                            signed=mod.dtype == torch.qint8, mode="f32_fma_inv")]
+            qparams[name] = (float(mod.scale), int(mod.zero_point))
+        elif mod is not None and is_quantized_layer(mod):
+            if any(n.name == name for n in nodes):
+                raise LayerError(f"node {fx.name!r}: quantized layer {name!r} is called twice; "
+                                 "give each call a module of its own")
+            s_x, z_x = qparams[arg]
+            layer, rq = _layer(mod, name, s_x, z_x, engine)
+            new = [ArrayLayer(name=name, inputs=(arg,), layer=layer), rq]
+            qparams[rq.name] = (float(mod.scale), int(mod.zero_point))
+        elif isinstance(mod, nnq.DeQuantize):
+            s, z = qparams[arg]
+            new = [Dequantize(name=name, inputs=(arg,), scale=[s], zero_point=z, mode="f32")]
+        elif isinstance(mod, torch.nn.ReLU) or fx.target in (torch.relu, F.relu, "relu"):
+            new = [Clamp(name=name, inputs=(arg,), lo=qparams[arg][1])]
+            qparams[name] = qparams[arg]
+        elif isinstance(mod, torch.nn.MaxPool2d):
+            if mod.dilation not in (1, (1, 1)):
+                raise LayerError(f"node {fx.name!r}: dilated max pooling is not supported")
+            new = [MaxPool(name=name, inputs=(arg,), kernel=mod.kernel_size, stride=mod.stride,
+                           padding=mod.padding, ceil_mode=mod.ceil_mode)]
+            qparams[name] = qparams[arg]
+        elif fx.target in ("flatten", "view", "reshape", torch.flatten, torch.reshape):
+            new = [Reshape(name=name, inputs=(arg,), shape=_reshape_shape(fx))]
+            if arg in qparams:
+                qparams[name] = qparams[arg]
+        elif isinstance(mod, torch.nn.Identity) or isinstance(mod, torch.nn.Dropout):
+            value[fx.name] = arg
+            continue
+        else:
+            raise LayerError(f"node {name!r} ({fx.op} {what}) cannot be mapped to the integer "
+                             f"graph; supported: {SUPPORTED}")
+        nodes += new
+        value[fx.name] = new[-1].name
+    return Graph(nodes, outputs, {"frontend": "torch.ao", "engine": engine,
+                                  "semantics": ENGINE_SEMANTICS[engine]})
+
+
+def reference(model: Any, graph: Graph) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """``x -> {"logits": ..., node: codes}``: the model's own output and the codes of every
+    quantized layer, at the graph's requantize node of that layer (for output-for-output
+    comparison in :func:`accel.executor.simulate`)."""
+    import torch
+
+    layers = {n.name: dict(model.named_modules())[n.name] for n in graph.array_nodes}
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        seen: dict[str, np.ndarray] = {}
+        hooks = [m.register_forward_hook(
+            lambda _m, _i, out, name=name: seen.__setitem__(f"{name}.requantize",
+                                                            out.int_repr().numpy().astype(np.int64)))
+            for name, m in layers.items()]
+        try:
+            with torch.no_grad():
+                out = model(torch.from_numpy(np.asarray(x, np.float32)))
+        finally:
+            for h in hooks:
+                h.remove()
+        out = out.dequantize() if getattr(out, "is_quantized", False) else out
+        return {"logits": out.numpy(), **seen}
+
+    return run
