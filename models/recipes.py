@@ -22,9 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from accel.config import ArrayConfig
-from accel.quant import (OAQController, calibrate, export_int_model, quantize_model, regularizer,
+from accel.backends import GoldenBackend
+from accel.executor import simulate
+from accel.graph import Graph
+from accel.quant import (OAQController, calibrate, export_graph, quantize_model, regularizer,
                          residual_mismatches)
-from accel.quant.intmodel import IntModel
 from models.digits import INPUT_RANGE, build_model, load_split
 
 __all__ = ["Recipe", "deterministic", "provenance", "train_float", "train_quant",
@@ -94,12 +96,14 @@ def float_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return acc
 
 
-def int_accuracy(int_model: IntModel, x: torch.Tensor, y: torch.Tensor, config: ArrayConfig
+def int_accuracy(graph: Graph, x: torch.Tensor, y: torch.Tensor, config: ArrayConfig
                  ) -> tuple[float, list[dict[str, Any]]]:
-    """Accuracy of an exported integer model under ``config``'s arithmetic and its layer stats."""
-    run = int_model.run(x.numpy(), config)
-    acc = float((run.logits.argmax(axis=1) == y.numpy()).mean())
-    return acc, [s.to_dict() for s in run.layers]
+    """Accuracy of an exported integer model under ``config``'s arithmetic and its layer stats
+    (name, outputs, PE and accumulator events, outputs affected)."""
+    res = simulate(graph, [(x.numpy(), y.numpy())], GoldenBackend(config))
+    return float(res.accuracy), [{"name": s.name, "outputs": s.outputs, "pe_events": s.pe_events,
+                                  "acc_events": s.acc_events, "affected": s.affected_outputs}
+                                 for s in res.layers]
 
 
 def resolve_model(spec: str) -> nn.Module:
@@ -141,8 +145,8 @@ class QuantResult:
     """A fine-tuned quantization-aware model, its export and what was measured."""
 
     qmodel: nn.Module
-    #: The exported integer model (None for a model that is not an nn.Sequential).
-    int_model: IntModel | None
+    #: The exported integer graph.
+    graph: Graph
     fake_quant_accuracy: float
     oaq: dict[str, Any] | None
 
@@ -182,8 +186,8 @@ def train_quant(float_model: nn.Module, quantizer: str, config: ArrayConfig, see
                    "residual_train": residual_mismatches(qmodel, chunks(xtr)),
                    "residual_test": residual_mismatches(qmodel, chunks(xte))}
         qmodel.eval()
-        int_model = export_int_model(qmodel) if isinstance(qmodel, nn.Sequential) else None
-        return QuantResult(qmodel, int_model, float_accuracy(qmodel, xte, yte), oaq)
+        graph = export_graph(qmodel)
+        return QuantResult(qmodel, graph, float_accuracy(qmodel, xte, yte), oaq)
 
 
 def save_float(path: str | Path, model_spec: str, model: nn.Module, meta: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from accel.config import ArrayConfig
-from accel.quant import OAQError, export_int_model, model_report, set_array_config
+from accel.quant import OAQError, export_graph, model_report, set_array_config
 from models.digits import load_split
 from models.recipes import (Recipe, int_accuracy, provenance, save_float,
                             train_float, train_quant)
@@ -40,10 +40,10 @@ def _config(bits: int, p: int, mode: str = "wrap") -> ArrayConfig:
     return ArrayConfig(rows=ROWS, act_bits=bits, weight_bits=bits, pe_acc_bits=p, overflow=mode)
 
 
-def _evaluate(int_model, xte, yte, bits: int, p: int) -> dict[str, Any]:
-    acc, layers = int_accuracy(int_model, xte, yte, _config(bits, p))
-    acc_sat, _ = int_accuracy(int_model, xte, yte, _config(bits, p, "saturate"))
-    rep = model_report(int_model.layers, _config(bits, p))
+def _evaluate(graph, xte, yte, bits: int, p: int) -> dict[str, Any]:
+    acc, layers = int_accuracy(graph, xte, yte, _config(bits, p))
+    acc_sat, _ = int_accuracy(graph, xte, yte, _config(bits, p, "saturate"))
+    rep = model_report(graph.layers, _config(bits, p))
     return {"accuracy": acc, "accuracy_saturate": acc_sat, "layers": layers,
             "min_safe_p": rep["min_safe_p"], "min_safe_q": rep["min_safe_q"]}
 
@@ -51,7 +51,8 @@ def _evaluate(int_model, xte, yte, bits: int, p: int) -> dict[str, Any]:
 def _save(ckpt_dir: Path | None, name: str, result, meta: dict[str, Any]) -> None:
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        result.int_model.save(ckpt_dir / f"{name.replace('+', 'plus')}.pt", meta)
+        result.graph.meta.update(meta)
+        result.graph.save(ckpt_dir / f"{name.replace('+', 'plus')}.pt")
 
 
 def run_seed(seed: int, recipe: Recipe, ckpt_dir: Path | None, log) -> dict[str, Any]:
@@ -71,15 +72,15 @@ def run_seed(seed: int, recipe: Recipe, ckpt_dir: Path | None, log) -> dict[str,
         base = train_quant(fmodel, "baseline", _config(bits, 32), seed, recipe)
         if bits == 8:
             row = {"quantizer": "baseline", "bits": bits, "p": 32,
-                   **_evaluate(base.int_model, xte, yte, bits, 32)}
+                   **_evaluate(base.graph, xte, yte, bits, 32)}
             out["rows"].append(row)
         if ckpt_dir is not None and seed == 0:
             _save(ckpt_dir, f"cnn_baseline_n{bits}_p32_s0", base,
-                  _meta("baseline", bits, 32, prov, _evaluate(base.int_model, xte, yte, bits, 32)))
+                  _meta("baseline", bits, 32, prov, _evaluate(base.graph, xte, yte, bits, 32)))
         for p in ps:
             set_array_config(base.qmodel, pe_acc_bits=p, out_acc_bits=p)
             out["rows"].append({"quantizer": "baseline", "bits": bits, "p": p,
-                                **_evaluate(export_int_model(base.qmodel), xte, yte, bits, p)})
+                                **_evaluate(export_graph(base.qmodel), xte, yte, bits, p)})
         log(f"seed {seed}: baseline {bits}-bit ({time.time() - t0:.0f}s)")
         for p in ps:
             for qn in QUANTIZERS:
@@ -90,7 +91,7 @@ def run_seed(seed: int, recipe: Recipe, ckpt_dir: Path | None, log) -> dict[str,
                     out["rows"].append({"quantizer": qn, "bits": bits, "p": p, "error": str(e)})
                     log(f"seed {seed}: {qn} {bits}-bit P={p} failed: {e}")
                     continue
-                ev = _evaluate(res.int_model, xte, yte, bits, p)
+                ev = _evaluate(res.graph, xte, yte, bits, p)
                 row = {"quantizer": qn, "bits": bits, "p": p, **ev,
                        "fake_quant_accuracy": res.fake_quant_accuracy}
                 if res.oaq is not None:
@@ -115,7 +116,7 @@ def mlp_checkpoints(ckpt_dir: Path, recipe: Recipe, log, bits: int = 8, p: int =
     log(f"mlp float {facc:.4f}")
     for qn, pp in (("baseline", 32),) + tuple((q, p) for q in QUANTIZERS):
         res = train_quant(fmodel, qn, _config(bits, pp), 0, recipe)
-        ev = _evaluate(res.int_model, xte, yte, bits, pp)
+        ev = _evaluate(res.graph, xte, yte, bits, pp)
         _save(ckpt_dir, f"mlp_{qn}_n{bits}_p{pp}_s0", res,
               {**_meta(qn, bits, pp, prov, ev, res.oaq), "model": "mlp"})
         log(f"mlp {qn} {bits}-bit P={pp}: {ev['accuracy']:.4f}")

@@ -1,9 +1,10 @@
-"""TLM against the RTL: cycles measured by the cocotb suite, values of a trained conv layer.
+"""The executor against the RTL: cycles measured by the cocotb suite, values of a trained layer.
 
 * Closed-form cycles (sim.cycles) == cycles the cocotb testbench measures under the canonical
   stimulus, for three multi-fold GEMM shapes on two array sizes (Verilator; skipped when missing).
-* The TLM's results of the second conv layer of the committed A2Q+ digits CNN (real weights,
-  real inputs) == the generated top level's ``y`` beats in Amaranth's simulator.
+* The golden results of the second conv layer of the committed A2Q+ digits CNN (real weights,
+  real inputs, as the executor computes them) == the generated top level's ``y`` beats in
+  Amaranth's simulator.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
+from accel.backends import GoldenBackend
 from accel.config import ArrayConfig
-from accel.golden import GemmResult
-from accel.timing import timing
-from sim.cycles import gemm_cycles
-from sim.schedule import expected_lanes, unpack_lanes
-from sim.tlm.layer import array_gemm, run_layer
+from accel.executor import Executor, simulate
+from accel.golden import gemm
+from accel.graph import load_graph
 from accel.lowering import lower
+from sim.cycles import CycleMeter, gemm_cycles
+from sim.schedule import expected_lanes, unpack_lanes
 
 CHECKPOINT = Path(__file__).parent.parent / "models" / "checkpoints" / "cnn_a2qplus_n8_p20_s0.pt"
 
@@ -47,33 +47,29 @@ def test_cycles_equal_cocotb_measured(config):
 
 
 def _layer4_inputs():
-    from accel.quant.intmodel import load_int_model
+    """The second conv layer of the checkpoint and its input codes on one test image."""
     from models.digits import load_split
 
-    model = load_int_model(CHECKPOINT)
-    config = ArrayConfig.from_dict(model.meta["config"])
-    l0, l4 = model.layer("0"), model.layer("4")
+    graph = load_graph(CHECKPOINT)
+    config = ArrayConfig.from_dict(graph.meta["config"])
+    node = graph.array_nodes[1]
     img = load_split()[2][:1].numpy()                      # one test image, [1, 1, 8, 8]
-    acc0, _ = run_layer(l0, l0.quantize_input(img), config, timing(config))
-    codes = np.moveaxis(l0.requant.apply(np.moveaxis(acc0, 1, -1)), -1, 1)
-    codes = np.maximum(codes, l0.requant.zero_point)      # relu on codes
-    codes = F.max_pool2d(torch.from_numpy(codes.astype(np.float64)), 2, 2).numpy().astype(np.int64)
-    return l4, codes, config
+    run = Executor(graph, GoldenBackend(config)).run(img, keep=True)
+    return node.layer, run.values[node.inputs[0]], config
 
 
 @pytest.mark.skipif(not CHECKPOINT.exists(), reason="committed digits checkpoint missing")
 def test_trained_conv_layer_equals_rtl():
     pytest.importorskip("amaranth")
-    from test_rtl_top import simulate        # the RTL helper's cycle-based Amaranth harness
+    from test_rtl_top import simulate as rtl_simulate   # the cycle-based Amaranth harness
 
     layer, codes, config = _layer4_inputs()
     (x, w, b), = lower(layer, codes)
     assert x.shape == (16, 144) and w.shape == (144, 32)   # 18 folds x 4 groups on 8x8
-    res, _ = array_gemm(x, w, b, config)
-    run = simulate(config, x.astype(np.int64), w, b)
+    res = gemm(x, w, config, b)
+    run = rtl_simulate(config, x.astype(np.int64), w, b)
     assert not run.violations
-    y, pe, acc = expected_lanes(GemmResult(res.y, res.pe_overflow, res.acc_overflow, 0, 0),
-                                _y_order(x.shape[0], w.shape[1], config), config)
+    y, pe, acc = expected_lanes(res, _y_order(x.shape[0], w.shape[1], config), config)
     got = unpack_lanes(run.y_data, config.cols, config.out_bits)
     assert np.array_equal(got, y)
     bits = unpack_lanes(run.y_pe_ovf, config.cols, 1, signed=False).astype(bool)
@@ -91,16 +87,14 @@ def _y_order(t, o, config):
 
 @pytest.mark.skipif(not CHECKPOINT.exists(), reason="committed digits checkpoint missing")
 def test_checkpoint_accuracy_reproduced():
-    """The whole A2Q+ digits CNN on the TLM gives the accuracy its checkpoint records."""
-    from accel.quant.intmodel import load_int_model
+    """The whole A2Q+ digits CNN on the executor gives the accuracy its checkpoint records."""
     from models.digits import load_split
-    from sim.tlm.model import simulate_model
-    from sim.tlm.reference import from_int_model
 
-    model = load_int_model(CHECKPOINT)
-    config = ArrayConfig.from_dict(model.meta["config"])
+    graph = load_graph(CHECKPOINT)
+    config = ArrayConfig.from_dict(graph.meta["config"])
     _, _, x, y = load_split()
-    res = simulate_model(from_int_model(model), [(x, y)], config, reference=False)
-    assert res.accuracy == pytest.approx(model.meta["accuracy"], abs=1e-12)
+    res = simulate(graph, [(x, y)], GoldenBackend(config, extremes=True), [CycleMeter(config)])
+    assert res.accuracy == pytest.approx(graph.meta["accuracy"], abs=1e-12)
     assert all(s.pe_events == s.acc_events == 0 for s in res.layers)
     assert max(s.min_pe_bits for s in res.layers) <= config.pe_acc_bits
+    assert res.total_cycles > 0

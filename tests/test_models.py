@@ -11,9 +11,11 @@ import torch
 from accel.config import ArrayConfig
 from accel.golden import gemm
 from accel.layers import LayerError
-from accel.quant import load_int_model
+from accel.backends import GoldenBackend
+from accel.executor import simulate
+from accel.graph import load_graph
 from models.digits import build_model, load_split
-from models.recipes import Recipe, float_accuracy, load_float, train_float
+from models.recipes import Recipe, float_accuracy, int_accuracy, load_float, train_float
 
 CKPT = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 INT_CKPTS = sorted(p for p in CKPT.glob("*.pt") if "_float_" not in p.name)
@@ -68,14 +70,13 @@ def test_float_checkpoint_reproduces_its_accuracy(path, split):
 
 @pytest.mark.parametrize("path", INT_CKPTS, ids=lambda p: p.name)
 def test_int_checkpoint_reproduces_its_accuracy(path, split):
-    m = load_int_model(path)
+    m = load_graph(path)
     meta = m.meta
     assert {"seed", "recipe", "torch", "threads"} <= set(meta["provenance"])
     cfg = ArrayConfig.from_dict(meta["config"])
-    run = m.run(split[2].numpy(), cfg)
-    acc = float((run.logits.argmax(axis=1) == split[3].numpy()).mean())
+    acc, layers = int_accuracy(m, split[2], split[3], cfg)
     assert acc == meta["accuracy"]
-    assert [s.to_dict() for s in run.layers] == meta["layers"]
+    assert layers == meta["layers"]
     for lay in m.layers:                        # integers, scales, zero points and biases stored
         assert lay.weight.dtype == np.int64 and lay.input_zero_point == 0 and lay.bias is not None
     if meta["quantizer"] == "oaq":
@@ -90,14 +91,14 @@ def _adversarial(wk: np.ndarray, lo: int, hi: int) -> np.ndarray:
 @pytest.mark.parametrize("path", AWARE, ids=lambda p: p.name)
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
 def test_accumulator_aware_checkpoints_never_overflow(path, mode, split):
-    m = load_int_model(path)
+    m = load_graph(path)
     cfg = dataclasses.replace(ArrayConfig.from_dict(m.meta["config"]), overflow=mode)
     q_report = m.meta["min_safe_q"]
     assert m.meta["min_safe_p"] <= cfg.pe_acc_bits
     for q in sorted({cfg.out_bits, q_report}):
         c = dataclasses.replace(cfg, out_acc_bits=max(q, cfg.pe_acc_bits))
-        run = m.run(split[2].numpy(), c)
-        assert all(s.pe_events == 0 and s.acc_events == 0 for s in run.layers), run.layers
+        res = simulate(m, [(split[2], split[3])], GoldenBackend(c))
+        assert all(s.pe_events == 0 and s.acc_events == 0 for s in res.layers), res.layers
         for lay in m.layers:
             wk = lay.weight.reshape(lay.out_channels, -1).T
             res = gemm(_adversarial(wk, *lay.input_range), wk, c, lay.bias)
@@ -106,8 +107,8 @@ def test_accumulator_aware_checkpoints_never_overflow(path, mode, split):
 
 def test_a2qplus_not_worse_than_a2q_at_smallest_p():
     for bits, p in ((8, 16), (4, 10)):
-        a = load_int_model(CKPT / f"cnn_a2q_n{bits}_p{p}_s0.pt").meta["accuracy"]
-        b = load_int_model(CKPT / f"cnn_a2qplus_n{bits}_p{p}_s0.pt").meta["accuracy"]
+        a = load_graph(CKPT / f"cnn_a2q_n{bits}_p{p}_s0.pt").meta["accuracy"]
+        b = load_graph(CKPT / f"cnn_a2qplus_n{bits}_p{p}_s0.pt").meta["accuracy"]
         assert b >= a
 
 
@@ -115,7 +116,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(LayerError, match=r"cannot be read"):
-        load_int_model(bad)
+        load_graph(bad)
     with pytest.raises(ValueError, match=r"is not a float checkpoint|cannot be read"):
         load_float(bad)
     with pytest.raises(ValueError, match=r"does not exist"):

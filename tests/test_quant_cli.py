@@ -7,11 +7,11 @@ import pytest
 from torch import nn
 
 from accel.cli.quantize import Quantize
-from accel.quant import load_int_model
+from accel.graph import load_graph
 
 
 class TwoLayer(nn.Module):
-    """A user model written as a plain Module (not nn.Sequential): only its layers export."""
+    """A user model written as a plain Module (not nn.Sequential): traced, it exports whole."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -41,7 +41,7 @@ def test_quantize_mlp_writes_checkpoint_and_report(tmp_path, capsys):
     for r in data["layers"]:
         assert {"l1_max", "l1_per_channel", "sparsity", "min_safe_p", "min_safe_q"} <= set(r)
         assert r["min_safe_p"] <= 16 and r["test_pe_events"] == 0
-    m = load_int_model(ckpt)
+    m = load_graph(ckpt)
     assert m.meta["quantizer"] == "a2q+" and m.meta["config"]["pe_acc_bits"] == 16
     assert m.meta["provenance"]["seed"] == 0
 
@@ -53,7 +53,8 @@ def test_quantize_user_model_factory(tmp_path):
                "--json", str(rep)])
     assert rc == 0
     data = json.loads(rep.read_text())
-    assert data["accuracy_kind"] == "fake-quant" and len(data["layers"]) == 2
+    assert data["accuracy_kind"] == "integer, on the array" and len(data["layers"]) == 2
+    assert [n.name for n in load_graph(tmp_path / "u.pt").array_nodes] == ["a", "b"]
 
 
 @pytest.mark.parametrize("argv, msg", [

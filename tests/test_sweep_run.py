@@ -13,7 +13,8 @@ import pytest
 
 from accel.operands import random_operands
 from accel.golden import gemm
-from accel.quant.intmodel import load_int_model
+from accel.graph import load_graph
+from accel.reference import reference_gemm
 from sim.sweep.adversarial import adversarial_codes
 from sim.sweep.catalog import Catalog
 from sim.sweep.evaluate import evaluate_point
@@ -81,12 +82,14 @@ def test_model_point_matches_the_integer_model(tmp_path):
     row = evaluate_point(spec)
     from models.digits import load_split
     _, _, x, y = load_split()
-    model = load_int_model(spec.checkpoint)
-    run = model.run(x.numpy(), spec.config)
-    assert row["accuracy"] == np.mean(run.logits.argmax(1) == y.numpy())
+    (node,) = load_graph(spec.checkpoint).array_nodes       # by hand: quantize, flatten, one GEMM
+    fc = node.layer
+    codes = np.clip(np.rint(x.numpy().reshape(360, -1).astype(np.float64) / fc.input_scale), 0, 255)
+    ref = reference_gemm(codes.astype(np.int64), fc.weight.T, spec.config, fc.bias)
+    assert row["accuracy"] == np.mean(ref.y.argmax(1) == y.numpy())
     assert row["samples"] == 360 and row["float_accuracy"] == 0.875
     (lay,) = row["layers"]
-    assert (lay["pe_events"], lay["acc_events"]) == (run.layers[0].pe_events, run.layers[0].acc_events)
+    assert (lay["pe_events"], lay["acc_events"]) == (ref.pe_events, ref.acc_events)
     assert lay["pe_events"] > 0 and row["adv_pe_events"] > 0      # random weights overflow P = 16
     from sim.cycles import gemm_cycles
     assert row["cycles"] == gemm_cycles(1, 64, 10, spec.config).cycles   # one inference, batch 1

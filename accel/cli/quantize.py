@@ -59,8 +59,7 @@ calibration over the training set (--act-scale learned trains the scale from the
     def run(self, args: argparse.Namespace) -> int:
         import dataclasses
 
-        from accel.quant import model_report, quant_layers
-        from accel.layers import save_layers
+        from accel.quant import model_report
         from models.digits import load_split
         from models.recipes import (Recipe, int_accuracy, load_float, provenance, train_float,
                                     train_quant)
@@ -97,24 +96,16 @@ calibration over the training set (--act-scale learned trains the scale from the
                 "config": config.to_dict(), "provenance": provenance(args.seed, recipe),
                 "float_accuracy": facc, "fake_quant_accuracy": res.fake_quant_accuracy,
                 "oaq": res.oaq}
-        int_model = res.int_model
-        if int_model is None:       # not an nn.Sequential: layers only, fake-quant accuracy
-            progress("the model is not an nn.Sequential: saving its integer layers only; "
-                     "accuracy is the fake-quantized model's")
-            layers = [m.to_int_layer(n) for n, m in quant_layers(res.qmodel)]
-            meta["accuracy"], meta["accuracy_kind"] = res.fake_quant_accuracy, "fake-quant"
-            report = model_report(layers, config)
-            save_layers(out, layers, _plain({**meta, "report": report}))
-        else:
-            _, _, xte, yte = load_split()
-            acc, layer_stats = int_accuracy(int_model, xte, yte, config)
-            meta["accuracy"], meta["accuracy_kind"] = acc, "integer, on the array"
-            report = model_report(int_model.layers, config)
-            for rep, st in zip(report["layers"], layer_stats):
-                rep["test_pe_events"], rep["test_acc_events"] = st["pe_events"], st["acc_events"]
-            int_model.save(out, _plain({**meta, "min_safe_p": report["min_safe_p"],
-                                        "min_safe_q": report["min_safe_q"],
-                                        "layers": layer_stats}))
+        graph = res.graph
+        _, _, xte, yte = load_split()
+        acc, layer_stats = int_accuracy(graph, xte, yte, config)
+        meta["accuracy"], meta["accuracy_kind"] = acc, "integer, on the array"
+        report = model_report(graph.layers, config)
+        for rep, st in zip(report["layers"], layer_stats):
+            rep["test_pe_events"], rep["test_acc_events"] = st["pe_events"], st["acc_events"]
+        graph.meta.update(_plain({**meta, "min_safe_p": report["min_safe_p"],
+                                  "min_safe_q": report["min_safe_q"], "layers": layer_stats}))
+        graph.save(out)
         data = {**meta, "checkpoint": str(out), **report}
         emit(args, _summary(data), data)
         return 0

@@ -6,8 +6,8 @@ Typical use::
     qmodel = quantize_model(float_model, "a2q+", config, input_range=16.0)
     calibrate(qmodel, batches)                 # max calibration of the input scales
     ... train with loss + regularizer(qmodel) (and OAQController(qmodel).step() for OAQ) ...
-    int_model = export_int_model(qmodel)       # IntLayers + requant + graph
-    run = int_model.run(x, config)             # golden arithmetic, overflow events per layer
+    graph = export_graph(qmodel)               # the integer graph (accel.graph)
+    run = Executor(graph, GoldenBackend(config)).run(x)   # golden arithmetic, events per layer
 """
 
 import importlib
@@ -23,9 +23,7 @@ _LAZY = {
     "quantize_model": "accel.quant.convert",
     "regularizer": "accel.quant.convert",
     "set_array_config": "accel.quant.convert",
-    "IntModel": "accel.quant.intmodel",
-    "export_int_model": "accel.quant.intmodel",
-    "load_int_model": "accel.quant.intmodel",
+    "export_graph": "accel.quant.export",
     "QuantConv2d": "accel.quant.modules",
     "QuantLayer": "accel.quant.modules",
     "QuantLinear": "accel.quant.modules",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from accel.config import ArrayConfig
-from accel.layers import IntLayer, Requant, fold_zero_point
+from accel.layers import IntLayer, fold_zero_point
 from accel.quant.act import ActQuant
 from accel.quant.ste import round_ste
 from accel.quant.weight import QuantizedWeight, make_weight_quantizer
@@ -120,7 +120,7 @@ class QuantLayer(nn.Module):
     def _geometry(self) -> dict:
         return {}
 
-    def to_int_layer(self, name: str, requant: Requant | None = None) -> IntLayer:
+    def to_int_layer(self, name: str) -> IntLayer:
         """The :class:`~accel.layers.IntLayer` of this layer, named ``name``.
 
         The integers are those of the forward pass (float64, same code); accumulator-aware
@@ -140,7 +140,7 @@ class QuantLayer(nn.Module):
                         weight_scale=qw.scale.detach().numpy(), input_scale=float(s_x),
                         input_zero_point=0, act_bits=self.config.act_bits,
                         act_signed=self.config.act_signed, weight_bits=self.config.weight_bits,
-                        bias=bias, requant=requant, **self._geometry())
+                        bias=bias, **self._geometry())
 
 
 class QuantLinear(QuantLayer):

@@ -1,6 +1,6 @@
 """What a sweep can run: the built-in ``gemm`` workload and the integer-model checkpoints on disk.
 
-A checkpoint (written by ``IntModel.save``, :mod:`accel.quant.intmodel`) says in its metadata
+A checkpoint (an integer graph, :meth:`accel.graph.Graph.save`) says in its metadata
 which model and quantizer made it and for which N, M and P it was trained; the catalog reads only
 that metadata, once, and answers the sweep's questions: which models and quantizers exist, and
 which checkpoint serves a configuration (the one trained for its P, or fixed ones).
@@ -83,7 +83,8 @@ def checkpoint_info(path: Path) -> Checkpoint | tuple[str, float]:
     """
     import torch
 
-    from accel.layers import LayerError, layers_from_state
+    from accel.graph import graph_from_state
+    from accel.layers import LayerError
     from models.recipes import FLOAT_FORMAT
 
     try:
@@ -98,9 +99,10 @@ def checkpoint_info(path: Path) -> Checkpoint | tuple[str, float]:
         except (KeyError, TypeError, ValueError):
             raise SweepError(f"float checkpoint {path} records no test accuracy in its meta") from None
     try:
-        layers, meta = layers_from_state(state, str(path))
+        graph = graph_from_state(state, f"checkpoint {path}")
     except LayerError as e:
-        raise SweepError(f"checkpoint {path}: {e}") from None
+        raise SweepError(str(e)) from None
+    meta, layers = graph.meta, graph.layers
     cfg = meta.get("config") or {}
     try:
         model = str(meta["model"])

@@ -2,8 +2,9 @@
 
 This is the only function a sweep's workers run. It calls the other parts' public APIs:
 
-* values and overflow events: :func:`accel.golden.gemm` (``gemm`` workload) or
-  :meth:`accel.quant.intmodel.IntModel.run` (a checkpoint on the digits test split);
+* values and overflow events: :func:`accel.golden.gemm` (``gemm`` workload) or the executor's
+  :func:`accel.executor.simulate` with the golden back end (a checkpoint on the digits test
+  split; the same call ``accel simulate`` makes);
 * adversarial inputs per layer: :func:`sim.sweep.adversarial.adversarial_codes` through the
   golden model at the point's P, Q, R and overflow mode;
 * cycles and utilisation of one inference: :func:`sim.cycles.gemm_cycles` per GEMM (closed form
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from accel.config import ArrayConfig
-from accel.golden import GemmResult, gemm
+from accel.arith import GemmResult
+from accel.golden import gemm
 from sim.sweep.adversarial import adversarial_codes
 from sim.sweep.catalog import GEMM_MODEL
 from sim.sweep.spec import PointSpec
@@ -99,43 +101,39 @@ def _evaluate_gemm(spec: PointSpec) -> dict[str, Any]:
 
 
 def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
-    from accel.quant.intmodel import load_int_model
+    from accel.backends import GoldenBackend
+    from accel.executor import simulate
+    from accel.graph import load_graph
     from models.digits import load_split
 
     cfg = spec.config
-    model = load_int_model(spec.checkpoint)
-    meta = model.meta
+    graph = load_graph(spec.checkpoint)
+    meta = graph.meta
     float_acc = spec.options.get("float_accuracy", meta.get("float_accuracy"))
-    reason = infeasible(model.layers, cfg)
+    reason = infeasible(graph.layers, cfg)
     if reason is not None:          # the array refuses this checkpoint: a result, not an error
         return {"accuracy": None, "float_accuracy": None if float_acc is None else float(float_acc),
                 "layers": [],
                 "note": reason, "extra": {"recorded_accuracy": meta.get("accuracy")}}
     _, _, x_test, y_test = load_split()
-    run = model.run(x_test.numpy(), cfg)
-    labels = y_test.numpy()
-    accuracy = float(np.mean(np.argmax(run.logits, axis=1) == labels))
+    res = simulate(graph, [(x_test.numpy(), y_test.numpy())], GoldenBackend(cfg))
+    samples = res.samples
     layers, shapes = [], []
-    samples = int(labels.shape[0])
-    for stats in run.layers:
-        lay = model.layer(stats.name)
+    for stats, node in zip(res.layers, graph.array_nodes):
+        lay = node.layer
         entry = {"name": stats.name, "kind": lay.kind, "outputs": stats.outputs,
                  "pe_events": stats.pe_events, "acc_events": stats.acc_events,
-                 "affected": stats.affected}
-        gemms = _gemm_operands(lay)
-        if spec.adversarial:
-            lo, hi = lay.input_range
-            hi = min(hi, model.input_clamps.get(lay.name, hi))
-            lo = -(hi + 1) if lay.act_signed else lo
-            entry.update(_adversarial_events(gemms, (lo, hi), cfg))
-        # vectors of one inference per GEMM: outputs = samples * T1 * O
-        t1 = stats.outputs // (samples * lay.out_channels)
-        shapes += [(t1, w.shape[0], w.shape[1]) for w, _ in gemms]
+                 "affected": stats.affected_outputs}
+        if spec.adversarial:           # over the codes the layer's input edge can carry
+            t = graph.types[node.inputs[0]]
+            entry.update(_adversarial_events(_gemm_operands(lay), (t.lo, t.hi), cfg))
+        # one inference: T / samples vectors per GEMM, one GEMM per group
+        shapes += [(stats.t // samples, stats.k, stats.o)] * stats.layer_groups
         layers.append(entry)
-    outputs = sum(s.outputs for s in run.layers)
-    return {"accuracy": accuracy, "float_accuracy": None if float_acc is None else float(float_acc),
+    outputs = sum(s.outputs for s in res.layers)
+    return {"accuracy": res.accuracy, "float_accuracy": None if float_acc is None else float(float_acc),
             "samples": samples,
-            "affected_share": sum(s.affected for s in run.layers) / max(1, outputs),
+            "affected_share": sum(s.affected_outputs for s in res.layers) / max(1, outputs),
             "layers": layers, **_cycles(shapes, cfg),
             "extra": {"recorded_accuracy": meta.get("accuracy")}}
 
