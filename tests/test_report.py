@@ -67,7 +67,7 @@ def test_one_configuration_for_all_models():
     assert [r.row["pe_acc_bits"] for r in recommend(rows, 1.0)] == [16, 18]
     none = choose_config([row(16, 0.95, model="cnn"), row(18, 0.2, model="mlp")], 1.0)
     assert none.row is None and none.summary() == ("build: no single configuration serves cnn, mlp "
-                                                   "within 1 points with zero overflow events")
+                                                   "within 1 percentage points with zero overflow events")
 
 
 def test_pareto_front():

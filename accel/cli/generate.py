@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 from accel.config import add_config_arguments, config_from_args
 
 
@@ -20,7 +20,7 @@ class Generate(Verb):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         out = parser.add_argument_group("output")
-        out.add_argument("-o", "--out-dir", default="build/rtl", metavar="DIR",
+        output_path(out, "-o", "--out-dir", kind="dir", default="build/rtl", metavar="DIR",
                          help="directory for <name>.v, <name>.vlt, <name>.json "
                               "(default build/rtl)")
         out.add_argument("--name", default=None,
