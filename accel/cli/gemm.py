@@ -107,6 +107,7 @@ class Gemm(Verb):
         o = np.shape(w)[1]
         folds = -(-k // config.rows)
         if args.save_y:
+            Path(args.save_y).parent.mkdir(parents=True, exist_ok=True)
             np.save(args.save_y, result.y)
         stats = result.summary()
         data = {"config": config.to_dict(), "config_hash": config.hash, "operands": source,
