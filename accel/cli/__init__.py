@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"accel {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:            # `accel ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt as e:     # Ctrl-C or SIGTERM outside a verb's own handling
         which = str(e) or "SIGINT"
         print(f"accel {args.verb}: interrupted ({which})", file=sys.stderr)
