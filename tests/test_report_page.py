@@ -56,7 +56,8 @@ def test_every_facet_draws_at_most_8_series():
         for f in group:
             series = [t for t in f["data"] if t["name"] not in ("recommended", "Pareto front")]
             assert 1 <= len(series) <= MAX_SERIES, f["title"]
-            assert f["layout"]["legend"]["y"] < 0            # below the plot area
+            legend = f["layout"]["legend"]                   # in the bottom margin
+            assert (legend["yref"], legend["y"], legend["yanchor"]) == ("container", 0, "bottom")
     # the facets are the swept configurations: model x array x mode
     assert len(figs["accuracy"]) == 2 * 3 * 2
     assert {f["attrs"]["overflow"] for f in figs["accuracy"]} == {"wrap", "saturate"}

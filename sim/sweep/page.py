@@ -173,12 +173,13 @@ def _layout(title: str, xtitle: str, ytitle: str, legend_rows: int) -> dict[str,
     return {
         "title": {"text": title, "font": {"size": 13}, "x": 0.01, "xanchor": "left"},
         "height": 330 + 22 * legend_rows,
-        "margin": {"l": 60, "r": 15, "t": 40, "b": 60 + 22 * legend_rows},
+        "margin": {"l": 60, "r": 15, "t": 40, "b": 52 + 22 * legend_rows},
         "xaxis": {"title": {"text": xtitle}, "zeroline": False},
         "yaxis": {"title": {"text": ytitle}, "zeroline": False},
         # below the plot area, never over the data
-        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.2, "yanchor": "top",
-                   "font": {"size": 11}},
+        # at the bottom of the figure, in the margin below the x-axis title: never over the data
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0,
+                   "yanchor": "bottom", "font": {"size": 11}},
         "hovermode": "closest", "hoverlabel": {"align": "left", "font": {"size": 11}},
         "template": None, "plot_bgcolor": "#fafafa",
     }
