@@ -15,7 +15,7 @@ def test_sweep_report_and_exports(tmp_path, capsys):
     db = tmp_path / "r.db"
     assert main(["sweep", *FLAGS, "--db", str(db), "--json", str(tmp_path / "s.json")]) == 0
     out = capsys.readouterr()
-    assert "2 points: 2 run now, 0 already in" in out.out and "sweep [" in out.err
+    assert "2 points: 2 run now, 0 already in" in out.out and "sweep 2/2 points 100 %" in out.err
     assert json.loads((tmp_path / "s.json").read_text())["complete"] is True
     assert main(["sweep", *FLAGS, "--db", str(db), "--csv", str(tmp_path / "r.csv")]) == 0
     assert "0 run now, 2 already in" in capsys.readouterr().out

@@ -20,7 +20,7 @@ from sim.sweep.catalog import Catalog
 from sim.sweep.evaluate import evaluate_point
 from sim.sweep.executors import DaskExecutor, LocalExecutor, make_executor
 from sim.sweep.grid import expand
-from sim.sweep.progress import Progress
+from accel.progress import Progress
 from sim.sweep.run import run_sweep, spread_configs
 from sim.sweep.spec import KEY_FIELDS, PointSpec
 from sim.sweep.store import ResultStore
@@ -121,13 +121,16 @@ def test_local_sweep_resumes_and_records_failures(tmp_path):
         def flush(self):
             pass
 
-    summary = run_sweep(pts + [broken], store, LocalExecutor(2), progress=Progress(5, "t ", Lines()))
+    summary = run_sweep(pts + [broken], store, LocalExecutor(2), progress=Progress(5, "t", "points", stream=Lines()))
     assert (summary.finished, summary.skipped, len(summary.failed)) == (4, 0, 1)
     assert "KeyError" in summary.failed[0]["error"] and not summary.complete
     assert store.count() == 4 and store.failures()[0]["label"] == broken.label
-    assert any("5/5 100%" in s for s in lines)
-    again = run_sweep(pts, store, LocalExecutor(2))
+    assert any(s.startswith("t 5/5 points 100 %") for s in lines)
+    lines.clear()
+    again = run_sweep(pts, store, LocalExecutor(2), progress=Progress(4, "t", "points", stream=Lines()))
     assert (again.finished, again.skipped, again.complete) == (0, 4, True)
+    # a resumed run counts the stored points in the total, not in its rate
+    assert lines == [] and again.points == 4
 
 
 def test_points_of_one_configuration_are_spread_out():

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 
-from accel.cli.base import Verb
+from accel.cli.base import Verb, check_outputs
 
 #: (verb name, module path, class name) — the one list of commands.
 VERBS: list[tuple[str, str, str]] = [
@@ -52,13 +54,45 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, Ve
     return parser, verbs
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so that the same clean-up runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Interrupted("SIGTERM")
+
+
+#: Exit status of a run stopped by Ctrl-C (SIGINT) or SIGTERM: 128 + the signal number.
+EXIT_INTERRUPTED = {"SIGINT": 130, "SIGTERM": 143}
+
+
+def _subparser(parser: argparse.ArgumentParser, verb: str) -> argparse.ArgumentParser:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[verb]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, verbs = build_parser(argv)
     args = parser.parse_args(argv)
     from accel.config import ConfigError
     try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:                 # not the main thread: leave SIGTERM alone
+        previous = None
+    try:
+        check_outputs(_subparser(parser, args.verb), args)   # before any work
         return verbs[args.verb].run(args) or 0
     except (ConfigError, ValueError, FileNotFoundError) as e:
         print(f"accel {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:            # `accel ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except KeyboardInterrupt as e:     # Ctrl-C or SIGTERM outside a verb's own handling
+        which = str(e) or "SIGINT"
+        print(f"accel {args.verb}: interrupted ({which})", file=sys.stderr)
+        return EXIT_INTERRUPTED.get(which, 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 from accel.config import add_config_arguments, config_from_args
 
 
@@ -50,7 +50,7 @@ calibration over the training set (--act-scale learned trains the scale from the
                        help="QAT epochs (default: the recipe's, 15)")
         g.add_argument("--float-epochs", type=int, default=None, metavar="INT",
                        help="float training epochs when not --from (default: the recipe's, 30)")
-        g.add_argument("--out", metavar="PATH", default=None,
+        output_path(g, "--out", metavar="PATH", default=None,
                        help="checkpoint to write (default out/quantize/<model>_<quantizer>_n<N>"
                             "_p<P>_s<seed>.pt)")
         add_json_argument(parser)

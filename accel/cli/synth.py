@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from contextlib import ExitStack
 
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 from accel.config import OverQConfig, add_config_arguments, config_from_args
 
 TARGET_NAMES = ("generic", "ice40", "ecp5", "xilinx")
@@ -53,13 +54,14 @@ generator source and tool versions; tools are found as $ACCEL_YOSYS, yowasp-yosy
                             "--overq-mode/--overq-cascade, default range, cascade 0)")
         g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                        help=f"limit per tool run in seconds (default {DEFAULT_TIMEOUT_S:g})")
-        g.add_argument("--cache-dir", metavar="DIR",
+        output_path(g, "--cache-dir", kind="dir", metavar="DIR",
                        help="report cache (default $ACCEL_SYNTH_CACHE or ~/.cache/accel-hw/synth)")
         g.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
         add_config_arguments(parser)
         add_json_argument(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        from accel.progress import activity
         from rtl_gen.synth import (TARGETS, OverQUnavailable, SynthCache, SynthError,
                                    default_cache_dir, overq_overhead, synthesize_blocks)
         config = config_from_args(args)
@@ -67,9 +69,9 @@ generator source and tool versions; tools are found as $ACCEL_YOSYS, yowasp-yosy
         blocks = tuple(dict.fromkeys(args.block or BLOCK_NAMES))
         options = dict(pnr=args.pnr, freq_mhz=args.freq, seed=args.seed,
                        timeout=args.timeout, use_cache=not args.no_cache,
-                       cache=SynthCache(args.cache_dir or default_cache_dir()),
-                       progress=lambda line: print(f"accel synth: {line}", file=sys.stderr,
-                                                   flush=True))
+                       cache=SynthCache(args.cache_dir or default_cache_dir()))
+        if not args.freq > 0:
+            raise ValueError(f"--freq must be a positive number of MHz, not {args.freq:g}")
         with_devices = [t for t in targets if TARGETS[t].devices]
         if args.device is not None and not with_devices:
             raise ValueError(f"--device {args.device!r} needs an ice40 or ecp5 target, not only "
@@ -80,7 +82,9 @@ generator source and tool versions; tools are found as $ACCEL_YOSYS, yowasp-yosy
         overq = config.overq or OverQConfig()
         results: dict[str, dict] = {}
         lines = [f"{config.name} (config hash {config.hash})"]
+        steps = ExitStack()
         try:
+            options["progress"] = steps.enter_context(activity(f"accel synth {config.name}")).update
             for target in targets:
                 opts = dict(options, pnr=args.pnr and target in ("ice40", "ecp5"),
                             device=args.device if target in with_devices else None)
@@ -99,6 +103,8 @@ generator source and tool versions; tools are found as $ACCEL_YOSYS, yowasp-yosy
         except (SynthError, OverQUnavailable) as e:
             print(f"accel synth: error: {e}", file=sys.stderr)
             return 1
+        finally:
+            steps.close()
         emit(args, "\n".join(lines), {"config": config.to_dict(), "config_hash": config.hash,
                                       "overq_overhead": args.overq_overhead, "targets": results})
         return 0

@@ -174,11 +174,14 @@ class Catalog:
         return sorted({c.quantizer for c in self.checkpoints if c.model == model})
 
     def select(self, model: str, quantizer: str, config: ArrayConfig, selector: str | list[int],
-               source: str) -> list[Checkpoint]:
+               source: str, missing: list[tuple[str, str, int, str]] | None = None
+               ) -> list[Checkpoint]:
         """The checkpoints of one model and quantizer that serve ``config``.
 
         ``selector`` is ``"match"`` (the one trained for ``config``'s P), ``"all"``, or a list of
-        target Ps. N and M must match the configuration's.
+        target Ps. N and M must match the configuration's. With ``"match"`` and a ``missing``
+        list, a P without a checkpoint is not an error: ``(model, quantizer, P, Ps available)`` is
+        appended to ``missing`` and nothing is returned for it.
         """
         if quantizer not in self.quantizers(model):
             raise SweepError(f"{source}: model {model!r} has no checkpoints for quantizer "
@@ -187,7 +190,6 @@ class Catalog:
         cands = [c for c in self.checkpoints if c.model == model and c.quantizer == quantizer
                  and c.act_bits == n and c.weight_bits == m]
         have = ", ".join(str(c.target_p) for c in cands) or "none"
-        what = f"{model!r} {quantizer!r} with N = {n}, M = {m}"
         if selector == "all":
             wanted = sorted({c.target_p for c in cands})
         elif selector == "match":
@@ -197,12 +199,20 @@ class Catalog:
         out = []
         for p in wanted:
             hit = [c for c in cands if c.target_p == p]
-            if not hit:
-                raise SweepError(f"{source}: no checkpoint of {what} trained for P = {p}; "
-                                 f"target Ps available: {have} (checkpoint_p = \"all\" runs every "
-                                 "checkpoint on every array; or choose quantizers)")
-            out.append(hit[0])
+            if not hit and selector == "match" and missing is not None:
+                missing.append((model, quantizer, p, have))
+            elif not hit:
+                raise SweepError(f"{source}: {self.missing_text(model, quantizer, n, m, p, have)}")
+            else:
+                out.append(hit[0])
         return out
+
+    @staticmethod
+    def missing_text(model: str, quantizer: str, n: int, m: int, p: int | str, have: str) -> str:
+        """The sentence for a P without a checkpoint."""
+        return (f"no checkpoint of {model!r} {quantizer!r} with N = {n}, M = {m} trained for "
+                f"P = {p}; target Ps available: {have} (checkpoint_p = \"all\" runs every "
+                "checkpoint on every array; or choose quantizers; accel sweep --list shows them)")
 
     def float_accuracy(self, model: str) -> float | None:
         """The float model's test accuracy: from its float checkpoint, else as recorded in its

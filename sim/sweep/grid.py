@@ -79,8 +79,8 @@ def load_sweep(path: str | Path) -> dict[str, Any]:
         raise SweepError(f"sweep file {path} is not valid TOML: {e}") from None
 
 
-def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = "sweep"
-           ) -> list[PointSpec]:
+def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = "sweep",
+           notes: list[str] | None = None) -> list[PointSpec]:
     """Check a sweep table and expand it to its points (configs x models x quantizers x checkpoints).
 
     Parameters
@@ -91,6 +91,11 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
         Where checkpoints are looked up (default: ``table["checkpoints"]`` or the shipped ones).
     source : str
         Name of the file or "flags", used in error messages.
+    notes : list of str, optional
+        Receives one line per (model, quantizer, N, M) whose ``checkpoint_p = "match"`` points
+        were skipped because no checkpoint was trained for those Ps (e.g. ``accel sweep --model
+        cnn`` over a P grid: each quantizer runs where it has a checkpoint). Without a list, or
+        when nothing is left to run, a missing checkpoint is an error.
 
     Raises
     ------
@@ -124,6 +129,8 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
         raise SweepError(f"{source}: a [gemm] table is given but models does not list {GEMM_MODEL!r}")
 
     points: list[PointSpec] = []
+    missing: list[tuple[str, str, int, str]] = []
+    skipped: dict[tuple[str, str, int, int, str], list[int]] = {}
     for model in models:
         catalog.check_model(model, source)
         for config in configs:
@@ -139,12 +146,25 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
                 continue
             reference = {"float_accuracy": catalog.float_accuracy(model)}
             for quantizer in quantizers or catalog.quantizers(model):
-                for ck in catalog.select(model, quantizer, config, selector, source):
+                before = len(missing)
+                for ck in catalog.select(model, quantizer, config, selector, source,
+                                         None if notes is None else missing):
                     points.append(PointSpec(quantizer=quantizer, target_p=ck.target_p,
                                             checkpoint=str(ck.path), checkpoint_hash=ck.hash,
                                             options=reference, **common))
+                for _, _, p, have in missing[before:]:
+                    key = (model, quantizer, config.act_bits, config.weight_bits, have)
+                    skipped.setdefault(key, []).append(p)
+    if not points and skipped:
+        (model, quantizer, n, m, have), ps = next(iter(skipped.items()))
+        raise SweepError(f"{source}: " + catalog.missing_text(
+            model, quantizer, n, m, ", ".join(map(str, sorted(set(ps)))), have))
     if not points:
         raise SweepError(f"{source}: the sweep has no points")
+    for (model, quantizer, n, m, have), ps in skipped.items():
+        notes.append(f"{model} {quantizer} (N = {n}, M = {m}): no checkpoint trained for P = "
+                     f"{', '.join(map(str, sorted(set(ps))))} (it has {have}); those points are "
+                     "skipped (checkpoint_p = \"match\"; \"all\" runs every checkpoint on every array)")
     seen: set[tuple[Any, ...]] = set()
     unique = []
     for p in points:                      # a grid may name a configuration twice

@@ -7,6 +7,11 @@ unique key (:data:`sim.sweep.spec.KEY_FIELDS`) makes a second insert of the same
 only once its point has finished, so a killed sweep leaves finished rows and nothing half-written;
 the next run skips them (:meth:`ResultStore.finished`).
 
+Sweeps that share a store split the work: a sweep *claims* a point (table ``claims``: key, owner,
+heartbeat time) before computing it and skips points that another sweep has claimed; the owner
+refreshes its claims' heartbeat while it runs, so the claims of a sweep that was killed go stale
+and another sweep takes them over (:meth:`ResultStore.claim`).
+
 Columns are :data:`COLUMNS` (the one schema); per-layer results and anything a workload adds are
 JSON text columns (``layers``, ``extra``).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +103,9 @@ class ResultStore:
             self._db.execute("CREATE TABLE IF NOT EXISTS failures (" + ", ".join(
                 f"{n} {t}" for n, t in COLUMNS[:len(KEY_FIELDS)])
                 + f", label TEXT, error TEXT, finished_at TEXT, UNIQUE ({key}))")
+            self._db.execute("CREATE TABLE IF NOT EXISTS claims (" + ", ".join(
+                f"{n} {t}" for n, t in COLUMNS[:len(KEY_FIELDS)])
+                + f", owner TEXT NOT NULL, heartbeat REAL NOT NULL, UNIQUE ({key}))")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_version', ?)",
                              (str(STORE_VERSION),))
@@ -140,8 +149,9 @@ class ResultStore:
                 before = self._has(tuple(row[k] for k in KEY_FIELDS))
                 self._db.execute(sql, [_encode(c, row.get(c)) for c in _NAMES])
                 new += not before
-                self._db.execute(f"DELETE FROM failures WHERE {_key_where()}",
-                                 [row[k] for k in KEY_FIELDS])
+                for table in ("failures", "claims"):
+                    self._db.execute(f"DELETE FROM {table} WHERE {_key_where()}",
+                                     [row[k] for k in KEY_FIELDS])
         return new
 
     def add_failure(self, spec: PointSpec, error: str, finished_at: str) -> None:
@@ -151,6 +161,46 @@ class ResultStore:
                 f"INSERT OR REPLACE INTO failures ({', '.join(KEY_FIELDS)}, label, error, finished_at) "
                 f"VALUES ({', '.join('?' for _ in KEY_FIELDS)}, ?, ?, ?)",
                 [*spec.key, spec.label, error, finished_at])
+            self._db.execute(f"DELETE FROM claims WHERE {_key_where()}", list(spec.key))
+
+    # --- claims (sweeps sharing a store) -----------------------------------------------------
+    def claim(self, spec: PointSpec, owner: str, stale_after: float) -> str:
+        """Try to claim a point for ``owner`` before computing it.
+
+        Returns ``"mine"`` (claimed now, or already ours, or taken over from an owner whose
+        heartbeat is older than ``stale_after`` seconds), ``"finished"`` (it has a row) or
+        ``"busy"`` (another owner's claim is fresh). One transaction: two sweeps never both get
+        ``"mine"`` for one point.
+        """
+        now = time.time()
+        with self._transaction():
+            if self.finished(spec):
+                return "finished"
+            held = self._db.execute(f"SELECT owner, heartbeat FROM claims WHERE {_key_where()}",
+                                    list(spec.key)).fetchone()
+            if held is not None and held[0] != owner and now - held[1] < stale_after:
+                return "busy"
+            self._db.execute(f"INSERT OR REPLACE INTO claims ({', '.join(KEY_FIELDS)}, owner, "
+                             f"heartbeat) VALUES ({', '.join('?' for _ in KEY_FIELDS)}, ?, ?)",
+                             [*spec.key, owner, now])
+        return "mine"
+
+    def heartbeat(self, owner: str) -> int:
+        """Refresh the heartbeat of every claim of ``owner``; returns how many it holds."""
+        with self._transaction():
+            return self._db.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?",
+                                    (time.time(), owner)).rowcount
+
+    def release(self, owner: str) -> None:
+        """Drop every claim of ``owner`` (points it did not finish become free at once)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+
+    def claims(self) -> list[dict[str, Any]]:
+        """Open claims: key columns, owner and heartbeat (seconds since the epoch)."""
+        cur = self._db.execute("SELECT * FROM claims ORDER BY heartbeat")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur]
 
     # --- reading -----------------------------------------------------------------------------
     def _has(self, key: Sequence[Any]) -> bool:
