@@ -17,7 +17,7 @@ from rtl_gen.synth.flow import (DEFAULT_FREQ_MHZ, DEFAULT_TIMEOUT_S, accumulator
 from rtl_gen.synth.parse import PnrResult, ReportFormatError
 from rtl_gen.synth.report import Breakdown, OverQOverhead, SynthReport
 from rtl_gen.synth.sky130 import Sky130Unavailable
-from rtl_gen.synth.sram import MemoryComparison, accmem_as_sram
+from rtl_gen.synth.memory import MemoryComparison, accmem_as_sram
 from rtl_gen.synth.targets import TARGETS
 from rtl_gen.synth.tools import SynthError
 

@@ -58,7 +58,7 @@ def synthesize(config: ArrayConfig, block: str, target: str = "generic", *, memo
         ``ff`` maps the accumulator memory to flip-flops and multiplexers like all other logic;
         ``sram`` (sky130 only) keeps it as one SRAM macro of ``max(2, acc_depth)`` words x
         (C * Q + 2C) bits without area, so that the report holds the logic around it
-        (:attr:`SynthReport.sram_macros`; :mod:`rtl_gen.synth.sram` adds CACTI's SRAM area).
+        (:attr:`SynthReport.sram_macros`; :mod:`rtl_gen.synth.memory` adds CACTI's SRAM area).
     **options
         As :func:`synthesize_verilog`: ``device``, ``pnr``, ``freq_mhz``, ``seed``, ``timeout``,
         ``cache``, ``use_cache``, ``progress``.
