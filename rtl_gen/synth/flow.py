@@ -74,6 +74,8 @@ def synthesize(config: ArrayConfig, block: str, target: str = "generic", *, memo
         raise ValueError(f"unknown block {block!r}; valid blocks are {', '.join(BLOCKS)}")
     if config.overq is not None:
         check_overq_rtl(config)
+    if memory not in ("ff", "sram"):
+        raise ValueError(f"memory must be 'ff' or 'sram', not {memory!r}")
     design = {"config": config.hash, "block": block, "generator": generator_fingerprint()}
     sram = None
     if memory == "sram" and block != "pe":

@@ -192,6 +192,9 @@ def cell_functions(family: str, inputs: tuple[str, ...],
     if family in _FLOPS:
         clock, clear, preset = _FLOPS[family]
         return {"Q": "IQ"}, FlipFlop(clocked_on=clock, next_state="D", clear=clear, preset=preset)
+    if len(outputs) != 1:
+        raise ValueError(f"no function is known for the sky130 cell family {family!r} "
+                         f"({len(outputs)} outputs; abc maps single-output cells only)")
     (out,) = outputs
     m = re.fullmatch(r"(n?and|n?or|xn?or)\d(b*)", family)
     if family in ("inv", "buf"):
