@@ -87,8 +87,7 @@ def synthesize(config: ArrayConfig, block: str, target: str = "generic", *, memo
 def accumulator_geometry(config: ArrayConfig) -> dict[str, int]:
     """Words and bits of the accumulator memory as built: ``max(2, acc_depth)`` entries (SPEC
     section 3: a one-entry memory is built with two) of C x Q data bits plus 2C flag bits."""
-    return {"words": max(2, config.acc_depth),
-            "bits": config.cols * config.out_bits + 2 * config.cols}
+    return {"words": max(2, config.acc_depth), "bits": config.acc_word_bits}
 
 
 def synthesize_verilog(verilog: str, top: str, target: str = "generic", **options: Any) -> SynthReport:

@@ -30,13 +30,13 @@ __all__ = ["ActionCounts", "action_counts", "word_bits", "fifo_bits"]
 
 
 def word_bits(config: ArrayConfig) -> int:
-    """Bits of one accumulator memory word: C * Q data bits plus 2C flag bits."""
-    return config.cols * config.out_bits + 2 * config.cols
+    """Bits of one accumulator memory word (:attr:`accel.config.ArrayConfig.acc_word_bits`)."""
+    return config.acc_word_bits
 
 
 def fifo_bits(config: ArrayConfig) -> int:
     """Bits of one output FIFO entry (a ``y`` beat): C * Q data, the address, 2C flags."""
-    return config.cols * config.out_bits + config.addr_bits + 2 * config.cols
+    return config.acc_word_bits + config.addr_bits
 
 
 @dataclass(frozen=True)
