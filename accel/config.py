@@ -172,6 +172,11 @@ class ArrayConfig:
         """Width of ``x_addr`` / ``y_addr``: max(1, log2(acc_depth))."""
         return max(1, (self.acc_depth - 1).bit_length())
 
+    @property
+    def acc_word_bits(self) -> int:
+        """Bits of one accumulator memory word: C lanes of Q bits plus 2C sticky flags."""
+        return self.cols * self.out_bits + 2 * self.cols
+
     # --- operand ranges -------------------------------------------------------------------
     @property
     def act_range(self) -> tuple[int, int]:

@@ -24,6 +24,7 @@ VERBS: list[tuple[str, str, str]] = [
     ("simulate", "accel.cli.simulate", "Simulate"),
     ("quantize", "accel.cli.quantize", "Quantize"),
     ("synth", "accel.cli.synth", "Synth"),
+    ("energy", "accel.cli.energy", "Energy"),
     ("sweep", "accel.cli.sweep", "Sweep"),
     ("report", "accel.cli.report", "Report"),
 ]

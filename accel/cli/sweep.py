@@ -143,7 +143,7 @@ Sweep file format: see sim/sweep/grid.py (models, quantizers, checkpoint_p, [arr
         g.add_argument("--no-adversarial", action="store_true",
                        help="skip adversarial inputs (then no point can be recommended)")
         g.add_argument("--synth", metavar="TARGET",
-                       help="also synthesise each configuration for its area (generic, ice40, ecp5, "
+                       help="also synthesise each configuration for its area (generic, sky130 µm², ice40, ecp5, "
                             "xilinx; cached)")
         g.add_argument("--checkpoints", metavar="DIR",
                        help="checkpoint folder (default: the shipped models/checkpoints)")
