@@ -108,7 +108,7 @@ def test_toml_file(tmp_path):
     ({"models": ["gemm"], "checkpoint_p": "latest"}, "checkpoint_p must be \"match\", \"all\""),
     ({"models": ["gemm"], "adversarial": "yes"}, "adversarial must be true or false"),
     ({"models": ["gemm"], "split": "train"}, "split must be one of 'test', not 'train'"),
-    ({"models": ["gemm"], "synth": "asic"}, "synth must be one of 'generic', 'ice40'"),
+    ({"models": ["gemm"], "synth": "asic"}, "synth must be one of 'generic', 'sky130', 'ice40'"),
     ({"models": ["gemm"], "gemm": {"t": 0}}, "[gemm]: t must be a positive integer, not 0"),
     ({"models": ["gemm"], "gemm": {"n": 3}}, "[gemm]: unknown key(s) n; valid keys are t, k, o"),
     ({"models": ["gemm"], "gemm": {"dist": "gauss"}}, "dist must be one of 'uniform', 'extreme'"),
