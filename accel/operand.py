@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -217,6 +217,7 @@ class Patches:
         self._g_off = cg * st[3]
         self._flat: dict[type, np.ndarray] = {}
         self._nhwc_x: dict[type, "torch.Tensor"] = {}  # noqa: F821
+        self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
         # large feature maps convolve faster channel-last (the block sums and A then are too)
         self._nhwc = layer.groups == 1 and not self.signed and ho * wo >= NHWC_MIN_PIXELS
 
@@ -265,21 +266,21 @@ class Patches:
         """
         import torch
 
-        xt, wt = self._torch(dtype)
+        xt, _ = self._torch(dtype)
         o, g = self.layer.out_channels, self.shape.groups
-        w = wt[:, k0:k1]                                                        # [O, rows]
         c0, c1 = k0 // self.kk, -(-k1 // self.kk)
         x = self._channels(xt, c0, c1)
         kernel = (c1 - c0, *self.layer.kernel_size)
+        w2 = self._split(dtype)[:, :, c0:c1]                    # [2, O, channels, kh, kw]
         if self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
-            y = self._conv(torch.cat([x, x.abs()], dim=1),
-                           torch.cat([w, w.abs()]).reshape(2 * o, *kernel), 2 * g)
+            xa = self._channels(self._abs_input(dtype), c0, c1)
+            y = self._conv(torch.cat([x, xa], dim=1), w2.reshape(2 * o, *kernel), 2 * g)
             s, m = y[:, :o], y[:, o:]
             out = torch.stack([s + m, s - m], dim=1).mul_(0.5).permute(0, 3, 4, 1, 2)
         elif self._nhwc and c1 - c0 > 1 and self.lead[2] > 1:
             # (torch 2.13's channel-last conv returns wrong values for one input channel, output
             # width 1 and unequal strides: measured, hence the guard)
-            wpn = torch.cat([w.clamp(min=0), w.clamp(max=0)]).reshape(2 * o, *kernel)
+            wpn = w2.reshape(2 * o, *kernel)
             # clone: a channel slice of a channel-last tensor can pass for a dense one (one channel)
             x = self._channel_last(dtype)[:, c0:c1].clone(memory_format=torch.channels_last)
             y = self._conv(x, wpn.contiguous(memory_format=torch.channels_last), 1)
@@ -287,11 +288,28 @@ class Patches:
         else:
             og = o // g
             # group-major output channels: [g][pos|neg][og]
-            wpn = torch.cat([w.clamp(min=0), w.clamp(max=0)]).reshape(2, g, og, *kernel).transpose(0, 1)
-            y = self._conv(x.contiguous(), wpn.reshape(2 * o, *kernel).contiguous(), g)
+            wpn = w2.reshape(2, g, og, *kernel).transpose(0, 1).reshape(2 * o, *kernel)
+            y = self._conv(x.contiguous(), wpn.contiguous(), g)
             y = y.permute(0, 2, 3, 1).reshape(*self.lead, g, 2, og)           # a view when g == 1
             out = y.transpose(-3, -2).reshape(*self.lead, 2, o)
         return out.numpy()
+
+    def _split(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        """The weights as ``[2, O, C_in/groups, kh, kw]``: positive and negative parts (unsigned
+        codes), or the weights and their magnitudes (signed codes); once per operand."""
+        import torch
+
+        if dtype not in self._wsplit:
+            w = self._torch(dtype)[1].reshape(self.layer.weight.shape)
+            pair = (w, w.abs()) if self.signed else (w.clamp(min=0), w.clamp(max=0))
+            self._wsplit[dtype] = torch.stack(pair)
+        return self._wsplit[dtype]
+
+    def _abs_input(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        key = ("abs", dtype)
+        if key not in self._wsplit:
+            self._wsplit[key] = self._torch(dtype)[0].abs()
+        return self._wsplit[key]
 
     def exact_sums(self) -> np.ndarray:
         """Exact ``x . w`` per output (int64 ``[*lead, O]``, no bias): float32 convs over blocks

@@ -6,6 +6,7 @@ quantizes them to unsigned N-bit codes with the fixed scale ``16 / (2^N - 1)``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Callable
 
 import numpy as np
@@ -35,20 +36,23 @@ def load_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
 
 
 def mlp() -> nn.Sequential:
-    """64 -> 64 -> 10 perceptron (two linear layers, K = 64 each)."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    """64 -> 64 -> 10 perceptron: ``fc1`` and ``fc2`` (K = 64 each)."""
+    return nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc1=nn.Linear(64, 64), relu1=nn.ReLU(),
+                                     fc2=nn.Linear(64, 10)))
 
 
 def cnn() -> nn.Sequential:
-    """Small CNN: conv 1->16 (K = 9), conv 16->32 (K = 144), linear 128->10 (K = 128).
+    """Small CNN: ``conv1`` 1->16 (K = 9), ``conv2`` 16->32 (K = 144), ``fc`` 128->10 (K = 128).
 
     Both convs are 3x3 with padding 1 and batch norm (folded before quantization), each followed
     by ReLU and 2x2 max pooling.
     """
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(128, 10))
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(1, 16, 3, padding=1), bn1=nn.BatchNorm2d(16), relu1=nn.ReLU(),
+        pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(16, 32, 3, padding=1), bn2=nn.BatchNorm2d(32), relu2=nn.ReLU(),
+        pool2=nn.MaxPool2d(2),
+        flatten=nn.Flatten(), fc=nn.Linear(128, 10)))
 
 
 #: Reference networks by name.

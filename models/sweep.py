@@ -48,8 +48,17 @@ def _evaluate(graph, xte, yte, bits: int, p: int) -> dict[str, Any]:
             "min_safe_p": rep["min_safe_p"], "min_safe_q": rep["min_safe_q"]}
 
 
-def _save(ckpt_dir: Path | None, name: str, result, meta: dict[str, Any]) -> None:
+#: A checkpoint is written only above this test accuracy at its own P: one that collapsed
+#: (A2Q at N = 4, P = 10 does for 2 of 3 seeds) would only mislead a sweep.
+MIN_SHIPPED_ACCURACY = 0.5
+
+
+def _save(ckpt_dir: Path | None, name: str, result, meta: dict[str, Any], log=print) -> None:
     if ckpt_dir is not None:
+        if meta["accuracy"] < MIN_SHIPPED_ACCURACY:
+            log(f"{name}: not written, accuracy {meta['accuracy']:.3f} at its own P is below "
+                f"{MIN_SHIPPED_ACCURACY} (collapsed)")
+            return
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         result.graph.meta.update(meta)
         result.graph.save(ckpt_dir / f"{name.replace('+', 'plus')}.pt")

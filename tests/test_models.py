@@ -106,10 +106,13 @@ def test_accumulator_aware_checkpoints_never_overflow(path, mode, split):
 
 
 def test_a2qplus_not_worse_than_a2q_at_smallest_p():
-    for bits, p in ((8, 16), (4, 10)):
+    """At N = 4, P = 10, A2Q collapsed on seed 0 and is not shipped; A2Q+ is."""
+    for bits, p in ((8, 16), (4, 12)):
         a = load_graph(CKPT / f"cnn_a2q_n{bits}_p{p}_s0.pt").meta["accuracy"]
         b = load_graph(CKPT / f"cnn_a2qplus_n{bits}_p{p}_s0.pt").meta["accuracy"]
         assert b >= a
+    assert not (CKPT / "cnn_a2q_n4_p10_s0.pt").exists()
+    assert load_graph(CKPT / "cnn_a2qplus_n4_p10_s0.pt").meta["accuracy"] > 0.9
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
@@ -136,3 +139,19 @@ def test_sweep_table_aggregates_seeds():
     text = table([seed(0.2, 10), seed(0.4, 20)])
     assert "| float | - | 99.0 ± 0.0 |" in text
     assert "| 8 | 16 | 30.0 ± 10.0 | 50.0 ± 0.0 | - | - (2 failed) | 0: 15 / 30 |" in text
+
+
+@pytest.mark.parametrize("path", INT_CKPTS, ids=lambda p: p.name)
+def test_every_shipped_checkpoint_is_well_above_chance(path):
+    """Ten classes: chance is 10 %; a checkpoint that collapsed at its own P is not shipped
+    (models.sweep.MIN_SHIPPED_ACCURACY)."""
+    from models.sweep import MIN_SHIPPED_ACCURACY
+
+    assert load_graph(path).meta["accuracy"] >= MIN_SHIPPED_ACCURACY > 0.1
+
+
+def test_layers_carry_the_model_names():
+    assert [n.name for n in load_graph(CKPT / "cnn_a2qplus_n8_p16_s0.pt").array_nodes] == [
+        "conv1", "conv2", "fc"]
+    assert [n.name for n in load_graph(CKPT / "mlp_baseline_n8_p32_s0.pt").array_nodes] == [
+        "fc1", "fc2"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from typing import Any, Iterator
 
 from accel.cli.base import Verb, add_json_argument, emit
@@ -12,24 +10,6 @@ from accel.config import add_config_arguments, config_from_args
 
 DATASETS = ("digits", "random-cifar")
 BUILTIN = ("resnet18-random", "digits-cnn-random")
-
-
-def _progress(total: int) -> Any:
-    """A one-line progress bar on stderr: call with the number of samples just done."""
-    done = [0]
-    start = time.perf_counter()
-
-    def step(n: int) -> None:
-        done[0] += n
-        frac = done[0] / max(1, total)
-        bar = "#" * int(30 * frac)
-        rate = done[0] / max(1e-9, time.perf_counter() - start)
-        print(f"\r  [{bar:<30}] {done[0]}/{total} samples, {rate:.1f}/s", end="",
-              file=sys.stderr, flush=True)
-        if done[0] >= total:
-            print(file=sys.stderr)
-
-    return step
 
 
 def _batches(x: Any, y: Any, batch: int, limit: int | None) -> tuple[Iterator, int]:
@@ -127,6 +107,7 @@ class Simulate(Verb):
     def run(self, args: argparse.Namespace) -> int:
         from accel.backends import GoldenBackend
         from accel.executor import simulate
+        from accel.progress import Progress
         from sim.cycles import CycleMeter
         from models.random_nets import MODEL_DATASETS
 
@@ -140,8 +121,9 @@ class Simulate(Verb):
         x, y = _dataset(dataset, args.split, args.seed)
         batches, n = _batches(x, y, args.batch, args.limit)
         meter = CycleMeter(config)
-        res = simulate(graph, batches, GoldenBackend(config, extremes=not args.no_extremes),
-                       [meter], reference=reference, progress=_progress(n))
+        with Progress(n, "simulate", unit="samples") as bar:
+            res = simulate(graph, batches, GoldenBackend(config, extremes=not args.no_extremes),
+                           [meter], reference=reference, progress=bar.advance)
         res.timing = meter.tm.to_dict()
         emit(args, _table(res), res.to_dict())
         return 0
