@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["code_range", "signed_range", "signed_bits", "op", "fold_count", "SCAN_CHUNK_ELEMS",
+__all__ = ["code_range", "signed_range", "signed_bits", "op", "fold_count", "group_count", "SCAN_CHUNK_ELEMS",
            "chunk_rows", "exact_matmul", "as_int_matrix", "check_range", "check_operands", "check_weights", "GemmResult"]
 
 #: Largest number of int64 elements (pairs x steps) a gathered scan or gather holds at once.
@@ -52,6 +52,11 @@ def op(v: np.ndarray | int, bits: int, mode: str) -> np.ndarray | int:
 def fold_count(k: int, rows: int) -> int:
     """Row folds of a K-row reduction on an R-row array, ceil(K / R) (SPEC section 1)."""
     return -(-int(k) // int(rows))
+
+
+def group_count(o: int, cols: int) -> int:
+    """Column groups of O output channels on a C-column array, ceil(O / C) (SPEC section 1)."""
+    return -(-int(o) // int(cols))
 
 
 def chunk_rows(width: int) -> int:

@@ -20,6 +20,7 @@ sums, gathers and accumulators are ``[*lead, ...]`` arrays whose memory layout t
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -30,13 +31,102 @@ from accel.arith import exact_matmul
 from accel.layers import IntLayer
 from accel.lowering import GemmShape, check_codes, gemm_shape, padded_patches
 
-__all__ = ["Operand", "Matrix", "Patches", "layer_operand", "exact_float32", "index", "flat",
-           "NHWC_MIN_PIXELS", "F32_EXACT"]
+__all__ = ["Operand", "Matrix", "Patches", "NumpyOps", "TorchOps", "layer_operand",
+           "exact_float32", "index", "flat", "NHWC_MIN_PIXELS", "F32_EXACT"]
 
 #: Output pixels per image from which block sums are computed channel-last (faster there).
 NHWC_MIN_PIXELS = 256
 #: Integers up to this magnitude are exact in float32 (and every sum of them that stays below).
 F32_EXACT = 1 << 24
+#: Per-block conv weights of each layer (:meth:`Patches._block_weights`), kept while the layer is.
+_WEIGHTS: "weakref.WeakKeyDictionary[IntLayer, dict]" = weakref.WeakKeyDictionary()
+
+
+class NumpyOps:
+    """The element-wise passes the screen makes over block-wide arrays, on numpy arrays."""
+
+    @staticmethod
+    def cast(a: np.ndarray, dtype: type) -> np.ndarray:
+        return a.astype(dtype, copy=False)
+
+    @staticmethod
+    def minmax(a: np.ndarray) -> tuple[float, float]:
+        return float(a.min()), float(a.max())
+
+    @staticmethod
+    def empty_like(a: np.ndarray) -> np.ndarray:
+        return np.empty_like(a)
+
+    @staticmethod
+    def add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        np.add(a, b, out=out)
+
+    @staticmethod
+    def numpy(a: np.ndarray) -> np.ndarray:
+        return a
+
+    @staticmethod
+    def int64(a: np.ndarray) -> np.ndarray:
+        return np.rint(a).astype(np.int64)
+
+    @staticmethod
+    def fill(a: np.ndarray, values: np.ndarray) -> None:
+        a[...] = values
+
+    @staticmethod
+    def zeros_bool(like: np.ndarray) -> np.ndarray:
+        return np.zeros(like.shape, dtype=bool)
+
+
+class TorchOps:
+    """The same passes on torch tensors (CPU, on every core); results leave as numpy."""
+
+    @staticmethod
+    def cast(a: "torch.Tensor", dtype: type) -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        return a.to(torch.float32 if dtype == np.float32 else torch.float64)
+
+    @staticmethod
+    def minmax(a: "torch.Tensor") -> tuple[float, float]:  # noqa: F821
+        import torch
+
+        lo, hi = torch.aminmax(a.permute(sorted(range(a.dim()), key=lambda d: -a.stride(d))))
+        return float(lo), float(hi)          # (in memory order: a full pass, not a strided one)
+
+    @staticmethod
+    def empty_like(a: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        return torch.empty_like(a)
+
+    @staticmethod
+    def add(a: "torch.Tensor", b: "torch.Tensor", out: "torch.Tensor") -> None:  # noqa: F821
+        import torch
+
+        torch.add(a, b, out=out)
+
+    @staticmethod
+    def numpy(a: "torch.Tensor") -> np.ndarray:  # noqa: F821
+        return a.numpy()
+
+    @staticmethod
+    def int64(a: "torch.Tensor") -> np.ndarray:  # noqa: F821
+        import torch
+
+        return torch.round(a).to(torch.int64).numpy()
+
+    @staticmethod
+    def fill(a: "torch.Tensor", values: np.ndarray) -> None:  # noqa: F821
+        import torch
+
+        a.copy_(torch.from_numpy(np.array(values)).to(a.dtype))
+
+    @staticmethod
+    def zeros_bool(like: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        return torch.zeros(like.shape, dtype=torch.bool)
 
 
 class Operand(Protocol):
@@ -46,6 +136,8 @@ class Operand(Protocol):
     lead: tuple[int, ...]
     kk: int
     w2: np.ndarray
+    #: The element-wise passes over its block sums (:class:`NumpyOps` or :class:`TorchOps`).
+    ops: Any
 
     def code_span(self) -> tuple[int, int]: ...
 
@@ -105,6 +197,7 @@ class Matrix:
     """
 
     kk = 1
+    ops = NumpyOps
 
     def __init__(self, x: np.ndarray, w: np.ndarray, lead: tuple[int, ...] | None = None,
                  span: tuple[int, int] | None = None,
@@ -185,6 +278,8 @@ class Patches:
         The weights in PyTorch's order, one row per output channel.
     """
 
+    ops = TorchOps
+
     def __init__(self, layer: IntLayer, codes: object, span: tuple[int, int]) -> None:
         import torch
 
@@ -260,9 +355,10 @@ class Patches:
     def block_sums(self, k0: int, k1: int, dtype: type) -> np.ndarray:
         """Sums of the positive and of the negative products over rows ``[k0, k1)`` of every group.
 
-        ``[*lead, 2, O]`` (possibly strided): ``[..., 0, :]`` the positive, ``[..., 1, :]`` the
-        negative sums. ``k0`` and ``k1`` must be multiples of :attr:`kk` (or ``k1 == K``). Exact
-        while every such sum fits ``dtype``'s integers; run inside :func:`exact_float32`.
+        A torch ``[*lead, 2, O]`` tensor (possibly strided): ``[..., 0, :]`` the positive,
+        ``[..., 1, :]`` the negative sums. ``k0`` and ``k1`` must be multiples of :attr:`kk` (or
+        ``k1 == K``). Exact while every such sum fits ``dtype``'s integers; run inside
+        :func:`exact_float32`.
         """
         import torch
 
@@ -271,39 +367,49 @@ class Patches:
         c0, c1 = k0 // self.kk, -(-k1 // self.kk)
         x = self._channels(xt, c0, c1)
         kernel = (c1 - c0, *self.layer.kernel_size)
-        w2 = self._split(dtype)[:, :, c0:c1]                    # [2, O, channels, kh, kw]
         if self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
             xa = self._channels(self._abs_input(dtype), c0, c1)
-            y = self._conv(torch.cat([x, xa], dim=1), w2.reshape(2 * o, *kernel), 2 * g)
+            y = self._conv(torch.cat([x, xa], dim=1), self._block_weights(dtype, c0, c1, "signed"),
+                           2 * g)
             s, m = y[:, :o], y[:, o:]
             out = torch.stack([s + m, s - m], dim=1).mul_(0.5).permute(0, 3, 4, 1, 2)
         elif self._nhwc and c1 - c0 > 1 and self.lead[2] > 1:
             # (torch 2.13's channel-last conv returns wrong values for one input channel, output
             # width 1 and unequal strides: measured, hence the guard)
-            wpn = w2.reshape(2 * o, *kernel)
             # clone: a channel slice of a channel-last tensor can pass for a dense one (one channel)
             x = self._channel_last(dtype)[:, c0:c1].clone(memory_format=torch.channels_last)
-            y = self._conv(x, wpn.contiguous(memory_format=torch.channels_last), 1)
+            y = self._conv(x, self._block_weights(dtype, c0, c1, "nhwc"), 1)
             out = y.permute(0, 2, 3, 1).reshape(*self.lead, 2, o)
         else:
             og = o // g
-            # group-major output channels: [g][pos|neg][og]
-            wpn = w2.reshape(2, g, og, *kernel).transpose(0, 1).reshape(2 * o, *kernel)
-            y = self._conv(x.contiguous(), wpn.contiguous(), g)
+            y = self._conv(x.contiguous(), self._block_weights(dtype, c0, c1, "nchw"), g)
             y = y.permute(0, 2, 3, 1).reshape(*self.lead, g, 2, og)           # a view when g == 1
             out = y.transpose(-3, -2).reshape(*self.lead, 2, o)
-        return out.numpy()
+        return out
 
-    def _split(self, dtype: type) -> "torch.Tensor":  # noqa: F821
-        """The weights as ``[2, O, C_in/groups, kh, kw]``: positive and negative parts (unsigned
-        codes), or the weights and their magnitudes (signed codes); once per operand."""
+    def _block_weights(self, dtype: type, c0: int, c1: int, layout: str) -> "torch.Tensor":  # noqa: F821
+        """The conv weights of the block of input channels ``[c0, c1)``, ``[2 O, c1 - c0, kh, kw]``:
+        the weights and their magnitudes (``signed``), or their positive and negative parts, in
+        group-major order ``[g][pos|neg][og]`` (``nchw``) or channel-last (``nhwc``). Cached with
+        the layer (its weights never change), so later batches reuse them."""
         import torch
 
-        if dtype not in self._wsplit:
-            w = self._torch(dtype)[1].reshape(self.layer.weight.shape)
-            pair = (w, w.abs()) if self.signed else (w.clamp(min=0), w.clamp(max=0))
-            self._wsplit[dtype] = torch.stack(pair)
-        return self._wsplit[dtype]
+        cache = _WEIGHTS.setdefault(self.layer, {})
+        key = (dtype, c0, c1, layout)
+        if key not in cache:
+            w = self._torch(dtype)[1].reshape(self.layer.weight.shape)[:, c0:c1]
+            o, g = self.layer.out_channels, self.shape.groups
+            kernel = (c1 - c0, *self.layer.kernel_size)
+            if layout == "signed":
+                wb = torch.cat([w, w.abs()])
+            else:
+                wb = torch.stack([w.clamp(min=0), w.clamp(max=0)])      # [2, O, ...]
+                if layout == "nchw":
+                    wb = wb.reshape(2, g, o // g, *kernel).transpose(0, 1)
+                wb = wb.reshape(2 * o, *kernel)
+            fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+            cache[key] = wb.contiguous(memory_format=fmt)
+        return cache[key]
 
     def _abs_input(self, dtype: type) -> "torch.Tensor":  # noqa: F821
         key = ("abs", dtype)
@@ -349,14 +455,17 @@ class Patches:
         """``w[k0:k1, o[i]]`` as rows, ``[n, k1 - k0]`` (exact: at most 16 bits)."""
         return self.w2[np.asarray(o, np.int64), k0:k1].astype(dtype)
 
-    def new_acc(self, dtype: type) -> np.ndarray:
-        """An empty ``[*lead, O]`` array laid out like :meth:`block_sums` (channel-first for a
+    def new_acc(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        """An empty ``[*lead, O]`` tensor laid out like :meth:`block_sums` (channel-first for a
         conv on small feature maps)."""
+        import torch
+
+        td = torch.float32 if dtype == np.float32 else torch.float64
         o = self.layer.out_channels
         if self._nhwc:
-            return np.empty((*self.lead, o), dtype=dtype)
+            return torch.empty(*self.lead, o, dtype=td)
         n, ho, wo = self.lead
-        return np.empty((n, o, ho, wo), dtype=dtype).transpose(0, 2, 3, 1)
+        return torch.empty(n, o, ho, wo, dtype=td).permute(0, 2, 3, 1)
 
     def rows(self, t: np.ndarray, g: int) -> np.ndarray:
         """The im2col rows ``x[t]`` (int64 ``[n, K]``) of group ``g``."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from accel.arith import GemmResult, check_operands, op
+from accel.arith import GemmResult, check_operands, op, signed_range
 
 __all__ = ["reference_output", "reference_result", "reference_gemm"]
 
@@ -27,7 +27,8 @@ def reference_output(folds: Iterable[Iterable[int]], bias: int, config: object
     p, q, mode = config.pe_acc_bits, config.out_bits, config.overflow
 
     def outside(v: int, bits: int) -> bool:
-        return not -(1 << (bits - 1)) <= v < (1 << (bits - 1))
+        lo, hi = signed_range(bits)
+        return not lo <= v <= hi
 
     acc, pe_events, acc_events = int(bias), 0, 0
     for terms in folds:

@@ -171,53 +171,76 @@ def screen(op: Operand, bias: np.ndarray, config: Any) -> ScreenResult:
 
 
 class _Blocks:
-    """Levels 1 and 2 of one screen: ``A`` (exact running sums), the outputs that left it."""
+    """Levels 1 and 2 of one screen: ``A`` (exact running sums), the outputs that left it.
+
+    The block-wide arrays (block sums, ``A``, masks) are the operand's own kind
+    (:attr:`Operand.ops`: numpy for a :class:`~accel.operand.Matrix`, torch for
+    :class:`~accel.operand.Patches`, whose element-wise passes then run on every core); what
+    leaves a block (outputs at risk, their values) is numpy.
+    """
 
     def __init__(self, op: Operand, config: Any, bias: np.ndarray, dtype: type,
                  block_dtype: type) -> None:
         self.op, self.config, self.bias = op, config, bias
         self.dtype, self.block_dtype = dtype, block_dtype
+        self.ops = op.ops
         self.acc = op.new_acc(dtype)
-        self.acc[...] = bias
-        self.done = np.zeros(self.acc.shape, dtype=bool)    # outputs that left the screen
+        self.ops.fill(self.acc, bias)
+        self.done = self.ops.zeros_bool(self.acc)               # outputs that left the screen
         self.dense = np.zeros((op.shape.groups, op.shape.t), dtype=bool)
         self.todo: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []
         self.refined = 0
 
     def run(self, edges: list[int]) -> ScreenResult | None:
-        """Screen every block; None when ``A`` left float32's exact range (rerun in float64)."""
+        """Screen every block; None when ``A`` left float32's exact range (rerun in float64).
+
+        A block whose largest positive and smallest negative sums, added to the extremes of
+        ``A``, stay inside Q bits cannot move any accumulator out of range: the per-output bounds
+        ``A + [neg, pos]`` are only formed for the other blocks."""
         p_lo, p_hi = self.config.pe_range
         q_lo, q_hi = self.config.out_range
-        r = self.config.rows
+        r, ops = self.config.rows, self.ops
         prev = bounds = None
+        a_lo, a_hi = float(self.bias.min(initial=0)), float(self.bias.max(initial=0))
         for k0, k1 in zip(edges[:-1], edges[1:]):
-            pn = self.op.block_sums(k0, k1, self.block_dtype).astype(self.dtype, copy=False)
-            pe = pn + prev if prev is not None and k0 % r else pn  # a fold straddles k0: both blocks
-            pe_lo, pe_hi = float(pe.min()), float(pe.max())       # min(neg), max(pos)
-            if bounds is None:
-                bounds = np.empty_like(pn)
-            np.add(self.acc[..., None, :], pn, out=bounds)        # A + pos, A + neg
-            lo, hi = float(bounds.min()), float(bounds.max())     # min(A + neg), max(A + pos)
-            if self.dtype == np.float32 and max(hi, -lo) >= F32_EXACT:
-                return None
-            acc_out, pe_out = hi > q_hi or lo < q_lo, pe_hi > p_hi or pe_lo < p_lo
+            pn = ops.cast(self.op.block_sums(k0, k1, self.block_dtype), self.dtype)
+            n_lo, p_top = ops.minmax(pn)                          # min(neg), max(pos)
+            straddle = prev is not None and k0 % r                # a fold spans both blocks
+            pe = pn + prev if straddle else pn
+            pe_lo, pe_hi = ops.minmax(pe) if straddle else (n_lo, p_top)
+            acc_out = a_hi + p_top > q_hi or a_lo + n_lo < q_lo   # coarse: extremes of A
+            if acc_out:
+                if bounds is None:
+                    bounds = ops.empty_like(pn)
+                ops.add(self.acc[..., None, :], pn, out=bounds)   # A + pos, A + neg
+                lo, hi = ops.minmax(bounds)                       # min(A + neg), max(A + pos)
+                if self.dtype == np.float32 and max(hi, -lo) >= F32_EXACT:
+                    return None
+                acc_out = hi > q_hi or lo < q_lo
+            pe_out = pe_hi > p_hi or pe_lo < p_lo
             if acc_out or pe_out:
                 pe_flag = pe_risky(pe[..., 0, :], pe[..., 1, :], self.config) if pe_out else None
-                risky = beyond(bounds[..., 1, :], bounds[..., 0, :], self.config.out_range)
-                if pe_out:
-                    risky |= pe_flag
+                if acc_out:
+                    risky = beyond(bounds[..., 1, :], bounds[..., 0, :], self.config.out_range)
+                    if pe_out:
+                        risky |= pe_flag
+                else:
+                    risky = pe_flag
                 risky &= ~self.done
-                t, oc = flat(self.op.lead, risky)
+                t, oc = flat(self.op.lead, ops.numpy(risky))
                 if t.size:
                     t, oc = self._dense_rows(t, oc)
                 if t.size:
-                    flags = (pe_flag[index(self.op.lead, t, oc)] if pe_out
+                    flags = (ops.numpy(pe_flag[index(self.op.lead, t, oc)]) if pe_out
                              else np.zeros(t.size, bool))
                     self._refine(t, oc, flags, k0, k1)
-            np.add(bounds[..., 0, :], pn[..., 1, :], out=self.acc)   # A + pos + neg, exact
+            ops.add(self.acc, pn[..., 0, :], out=self.acc)        # A + pos + neg, exact
+            ops.add(self.acc, pn[..., 1, :], out=self.acc)
+            a_lo, a_hi = ops.minmax(self.acc)
+            if self.dtype == np.float32 and max(a_hi, -a_lo) >= F32_EXACT:
+                return None
             prev = pn
-        return ScreenResult(np.rint(self.acc).astype(np.int64), self.todo, self.dense,
-                            self.refined, 2)
+        return ScreenResult(ops.int64(self.acc), self.todo, self.dense, self.refined, 2)
 
     def _dense_rows(self, t: np.ndarray, oc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Send every (vector, group) with ``DENSE_ROW_SHARE`` of its outputs at risk to the dense
@@ -242,9 +265,9 @@ class _Blocks:
         Only outputs with ``pe_flag`` need per-fold PE bounds: for the others the block's bound
         already keeps every PE step of those folds inside P bits."""
         r, k = self.config.rows, self.op.shape.k
-        e0, e1 = k0 // r * r, min(k, -(-k1 // r) * r)        # whole folds
+        e0, e1 = k0 // r * r, min(k, fold_count(k1, r) * r)  # whole folds
         lead = self.op.lead
-        a0 = np.rint(self.acc[index(lead, t, oc)]).astype(np.int64)           # exact: A at k0
+        a0 = np.rint(self.ops.numpy(self.acc[index(lead, t, oc)])).astype(np.int64)   # A at k0
         rows = np.unique(t)
         o = self.op.shape.o
         dense = self.op.shape.groups == 1 and t.size * DENSE_RATIO >= rows.size * o

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from accel.arith import code_range
 from accel.frontends.ptq import from_float
 from accel.graph import Graph
 
@@ -22,7 +23,7 @@ __all__ = ["resnet18_random", "digits_cnn_random", "reference_graph", "REFERENCE
 
 
 def _set_int_weights(m: nn.Module, gen: torch.Generator, bits: int) -> None:
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lo, hi = code_range(bits, True)
     q = torch.randint(lo, hi + 1, m.weight.shape, generator=gen)
     fan_in = m.weight[0].numel()
     scale = torch.full((m.weight.shape[0],), (3.0 / fan_in) ** 0.5 / hi, dtype=torch.float64)

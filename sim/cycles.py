@@ -31,10 +31,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from accel.arith import fold_count
+from accel.arith import fold_count, group_count
 from accel.config import ArrayConfig
 from accel.lowering import GemmShape
-from sim.schedule import count_groups
 
 __all__ = ["TimingNumbers", "GemmCycles", "default_timing", "job_cycles", "gemm_cycles",
            "scalesim_cycles", "scalesim_output_size", "scalesim_conv_t", "layer_scalesim_cycles",
@@ -120,7 +119,7 @@ def job_cycles(t: int, k: int, o: int, config: ArrayConfig, tm: TimingNumbers) -
     if tm.wfree_after_first < 1:
         raise ValueError("wfree_after_first must be >= 1 edge (the next tile cannot load on the "
                          f"edge of the activating x_first), not {tm.wfree_after_first}")
-    folds, groups = fold_count(k, config.rows), count_groups(o, config)
+    folds, groups = fold_count(k, config.rows), group_count(o, config.cols)
     full, rem = divmod(t, d)
     per_group = folds * (full * max(d, period) + (max(rem, period) if rem else 0))
     last = rem if rem else d
@@ -135,7 +134,7 @@ def gemm_cycles(t: int, k: int, o: int, config: ArrayConfig,
     """Cycles, utilisation and traffic of one GEMM job (``tm`` defaults to the RTL's timing)."""
     tm = default_timing(config) if tm is None else tm
     cycles = job_cycles(t, k, o, config, tm)
-    folds, groups = fold_count(k, config.rows), count_groups(o, config)
+    folds, groups = fold_count(k, config.rows), group_count(o, config.cols)
     chunks = -(-t // config.acc_depth)
     tiles = folds * groups * chunks
     macs = t * k * o

@@ -77,6 +77,7 @@ class Gemm(Verb):
     def run(self, args: argparse.Namespace) -> int:
         import numpy as np
 
+        from accel.arith import fold_count, group_count
         from accel.golden import gemm
         from accel.operands import random_operands
 
@@ -105,13 +106,13 @@ class Gemm(Verb):
         seconds = time.perf_counter() - start
         t, k = np.shape(x)
         o = np.shape(w)[1]
-        folds = -(-k // config.rows)
+        folds = fold_count(k, config.rows)
         if args.save_y:
             Path(args.save_y).parent.mkdir(parents=True, exist_ok=True)
             np.save(args.save_y, result.y)
         stats = result.summary()
         data = {"config": config.to_dict(), "config_hash": config.hash, "operands": source,
-                "T": t, "K": k, "O": o, "row_folds": folds, "col_groups": -(-o // config.cols),
+                "T": t, "K": k, "O": o, "row_folds": folds, "col_groups": group_count(o, config.cols),
                 "macs": t * k * o, "seconds": seconds, **stats,
                 "y_min": int(result.y.min()) if result.y.size else None,
                 "y_max": int(result.y.max()) if result.y.size else None}

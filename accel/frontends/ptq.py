@@ -97,7 +97,7 @@ def _weights(mod: Any, bits: int) -> tuple[np.ndarray, np.ndarray]:
     if q is not None:
         return np.asarray(q, np.int64), np.asarray(mod.weight_scale, np.float64)
     w = mod.weight.detach().double().numpy()
-    top = (1 << (bits - 1)) - 1
+    top = code_range(bits, True)[1]
     scale = np.abs(w.reshape(w.shape[0], -1)).max(axis=1) / top
     scale = np.where(scale > 0, scale, 1.0)
     q = np.clip(np.rint(w / scale.reshape(-1, *[1] * (w.ndim - 1))), -top, top).astype(np.int64)

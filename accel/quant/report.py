@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from accel import bounds
+from accel.arith import fold_count
 from accel.config import ArrayConfig
 from accel.layers import IntLayer
 
@@ -27,7 +28,7 @@ def layer_report(layer: IntLayer, config: ArrayConfig) -> dict[str, Any]:
     l1 = np.abs(q).sum(axis=0)
     rep: dict[str, Any] = {
         "name": layer.name, "kind": layer.kind, "K": int(k), "O": int(o),
-        "folds": -(-k // config.rows),
+        "folds": fold_count(k, config.rows),
         "l1_max": int(l1.max()), "l1_mean": float(l1.mean()), "l1_per_channel": l1.tolist(),
         "sparsity": float((q == 0).mean()),
         "bias_abs_max": int(np.abs(layer.bias).max()) if layer.bias is not None else 0,

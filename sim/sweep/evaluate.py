@@ -31,7 +31,7 @@ from accel.arith import GemmResult
 from accel.golden import gemm
 from sim.sweep.adversarial import adversarial_codes
 from sim.sweep.catalog import GEMM_MODEL
-from sim.sweep.spec import PointSpec
+from sim.sweep.spec import KEY_FIELDS, PointSpec
 
 __all__ = ["evaluate_point", "infeasible", "synth_targets", "SYNTH_BLOCK"]
 
@@ -57,8 +57,7 @@ def evaluate_point(spec: PointSpec) -> dict[str, Any]:
     """
     start = time.perf_counter()
     config = spec.config
-    row: dict[str, Any] = dict(zip(("config_hash", "model", "quantizer", "act_bits", "weight_bits",
-                                    "target_p", "checkpoint_hash"), spec.key))
+    row: dict[str, Any] = dict(zip(KEY_FIELDS, spec.key))
     row.update(rows=config.rows, cols=config.cols, act_signed=config.act_signed,
                pe_acc_bits=config.pe_acc_bits, out_acc_bits=config.out_bits,
                overflow=config.overflow, acc_depth=config.acc_depth,
