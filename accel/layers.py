@@ -36,7 +36,7 @@ import numpy as np
 
 from accel.arith import code_range
 
-__all__ = ["LayerError", "IntLayer", "fold_zero_point"]
+__all__ = ["LayerError", "IntLayer", "fold_zero_point", "check_pair"]
 
 KINDS = ("linear", "conv2d")
 
@@ -77,11 +77,13 @@ def _check_bits(layer: str, what: str, bits: Any, lo: int = 1, hi: int = 32) -> 
         raise LayerError(f"layer {layer!r}: {what} must be an integer between {lo} and {hi}, not {bits!r}")
 
 
-def _pair(layer: str, what: str, v: Any, lo: int) -> tuple[int, int]:
+def check_pair(owner: str, what: str, v: Any, lo: int) -> tuple[int, int]:
+    """An integer ``>= lo`` or a pair of them (kernel, stride, padding, ...) as a pair; the error
+    begins with ``owner`` (``"layer 'conv1'"``, ``"node 'pool'"``)."""
     t = (v, v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else tuple(v)
     if len(t) != 2 or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < lo
                           for i in t):
-        raise LayerError(f"layer {layer!r}: {what} must be an integer >= {lo} or a pair of them, "
+        raise LayerError(f"{owner}: {what} must be an integer >= {lo} or a pair of them, "
                          f"not {v!r}")
     return int(t[0]), int(t[1])
 
@@ -177,9 +179,9 @@ class IntLayer:
                                  f"channel), not {b.shape}")
             object.__setattr__(self, "bias", b)
         if self.kind == "conv2d":
-            object.__setattr__(self, "stride", _pair(n, "stride", self.stride, 1))
-            object.__setattr__(self, "padding", _pair(n, "padding", self.padding, 0))
-            object.__setattr__(self, "dilation", _pair(n, "dilation", self.dilation, 1))
+            object.__setattr__(self, "stride", check_pair(f"layer {n!r}", "stride", self.stride, 1))
+            object.__setattr__(self, "padding", check_pair(f"layer {n!r}", "padding", self.padding, 0))
+            object.__setattr__(self, "dilation", check_pair(f"layer {n!r}", "dilation", self.dilation, 1))
             g = self.groups
             if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or g < 1 or o % g:
                 raise LayerError(f"layer {n!r}: groups must be a positive divisor of the {o} output "

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from accel.arith import code_range
-from accel.layers import IntLayer, LayerError
+from accel.layers import IntLayer, LayerError, check_pair
 
 __all__ = ["IntType", "REAL", "Node", "Input", "Quantize", "ArrayLayer", "Requantize", "Clamp",
            "MaxPool", "AvgPool", "Add", "Concat", "Reshape", "Dequantize", "NODE_TYPES",
@@ -197,39 +197,59 @@ class Input(Node):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Quantize(Node):
-    """Real values to codes: ``clamp(round(x / scale) + zero_point, lo, hi)``, half to even.
+class _Codes(Node):
+    """A node whose output is codes ``clamp(round(v) + zero_point, lo, hi)`` of ``bits`` bits of a
+    sign, one step worth ``scale``; ``lo``/``hi`` default to the ends of that range."""
+
+    scale: float = 1.0
+    zero_point: int = 0
+    bits: int = 8
+    signed: bool = False
+    lo: int | None = None
+    hi: int | None = None
+    rounding: str = "half_even"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        n = self.name
+        _int(n, "bits", self.bits, 1, MAX_CODE_BITS)
+        lo, hi = code_range(self.bits, bool(self.signed))
+        object.__setattr__(self, "signed", bool(self.signed))
+        object.__setattr__(self, "zero_point", _int(n, "zero_point", self.zero_point, lo, hi))
+        object.__setattr__(self, "lo", lo if self.lo is None else _int(n, "lo", self.lo, lo, hi))
+        object.__setattr__(self, "hi", hi if self.hi is None else _int(n, "hi", self.hi, self.lo, hi))
+        object.__setattr__(self, "scale", float(_scale(n, "scale", self.scale)[0]))
+        _choice(n, "rounding", self.rounding, ROUNDINGS)
+
+    def _codes_type(self) -> IntType:
+        return IntType(np.array([self.scale]), self.zero_point, self.bits, self.signed, self.lo,
+                       self.hi)
+
+    def _finish(self, v: np.ndarray) -> np.ndarray:
+        return _clip_codes(round_to_int(v, self.rounding), self.zero_point, self.lo, self.hi)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Quantize(_Codes):
+    """Real values to codes: ``clamp(round(x / scale) + zero_point, lo, hi)`` (half to even by
+    default, ``rounding``).
 
     ``lo``/``hi`` default to the ``bits``-bit range of the sign; a narrower ``hi`` is a clamp of
     the input quantizer (OAQ's ``c_x``). ``mode`` is how ``x / scale`` is computed
     (:data:`QUANTIZE_MODES`).
     """
 
-    scale: float
-    zero_point: int = 0
-    bits: int = 8
-    signed: bool = False
-    lo: int | None = None
-    hi: int | None = None
     mode: str = "f64_div"
     op: ClassVar[str] = "quantize"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        n = self.name
-        object.__setattr__(self, "scale", float(_scale(n, "scale", self.scale)[0]))
-        _int(n, "bits", self.bits, 1, MAX_CODE_BITS)
-        lo, hi = code_range(self.bits, bool(self.signed))
-        object.__setattr__(self, "zero_point", _int(n, "zero_point", self.zero_point, lo, hi))
-        object.__setattr__(self, "lo", lo if self.lo is None else _int(n, "lo", self.lo, lo, hi))
-        object.__setattr__(self, "hi", hi if self.hi is None else _int(n, "hi", self.hi, self.lo, hi))
-        _choice(n, "mode", self.mode, QUANTIZE_MODES)
+        _choice(self.name, "mode", self.mode, QUANTIZE_MODES)
 
     def out_type(self, ins):
         if ins[0] != REAL:
             raise LayerError(f"node {self.name!r} (quantize) needs real values on its input")
-        return IntType(np.array([self.scale]), self.zero_point, self.bits, self.signed,
-                       self.lo, self.hi)
+        return self._codes_type()
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         inv = np.float32(1.0) / np.float32(self.scale)
@@ -237,7 +257,7 @@ class Quantize(Node):
             q = np.asarray(x, dtype=np.float32).astype(np.float64)
             q *= np.float64(inv)
             q += self.zero_point
-            q = round_to_int(q.astype(np.float32), "half_even")
+            q = round_to_int(q.astype(np.float32), self.rounding)
             return _clip_codes(q, 0, self.lo, self.hi)
         if self.mode == "f64_div":
             q = np.array(x, dtype=np.float64)
@@ -248,7 +268,7 @@ class Quantize(Node):
         else:
             q = np.array(x, dtype=np.float32)
             q *= inv
-        return _clip_codes(round_to_int(q, "half_even"), self.zero_point, self.lo, self.hi)
+        return _clip_codes(round_to_int(q, self.rounding), self.zero_point, self.lo, self.hi)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -290,30 +310,8 @@ class ArrayLayer(Node):
         return attrs, {f"layer.{k}": v for k, v in meta["arrays"].items()}
 
 
-class _Rescale:
-    """Mixin: output codes ``clamp(round(v) + zero_point, lo, hi)`` of a width and sign."""
-
-    def _check_out(self) -> None:
-        n = self.name
-        _int(n, "bits", self.bits, 1, MAX_CODE_BITS)
-        lo, hi = code_range(self.bits, bool(self.signed))
-        object.__setattr__(self, "signed", bool(self.signed))
-        object.__setattr__(self, "zero_point", _int(n, "zero_point", self.zero_point, lo, hi))
-        object.__setattr__(self, "lo", lo if self.lo is None else _int(n, "lo", self.lo, lo, hi))
-        object.__setattr__(self, "hi", hi if self.hi is None else _int(n, "hi", self.hi, self.lo, hi))
-        object.__setattr__(self, "scale", float(_scale(n, "scale", self.scale)[0]))
-        _choice(n, "rounding", self.rounding, ROUNDINGS)
-
-    def _codes_type(self) -> IntType:
-        return IntType(np.array([self.scale]), self.zero_point, self.bits, self.signed, self.lo,
-                       self.hi)
-
-    def _finish(self, v: np.ndarray) -> np.ndarray:
-        return _clip_codes(round_to_int(v, self.rounding), self.zero_point, self.lo, self.hi)
-
-
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Requantize(_Rescale, Node):
+class Requantize(_Codes):
     """Integers (an accumulator, or codes with ``input_zero_point``) to codes, per channel::
 
         a = fp32(v - input_zero_point)
@@ -328,16 +326,9 @@ class Requantize(_Rescale, Node):
     """
 
     multiplier: np.ndarray
-    scale: float
-    zero_point: int = 0
-    bits: int = 8
-    signed: bool = False
-    lo: int | None = None
-    hi: int | None = None
     input_zero_point: int = 0
     offset: np.ndarray | None = None
     order: str = "mul"
-    rounding: str = "half_even"
     axis: int = 1
     op: ClassVar[str] = "requantize"
     array_fields: ClassVar[tuple[str, ...]] = ("multiplier", "offset")
@@ -346,7 +337,6 @@ class Requantize(_Rescale, Node):
         super().__post_init__()
         n = self.name
         object.__setattr__(self, "multiplier", _f32(n, "multiplier", self.multiplier))
-        self._check_out()
         _choice(n, "order", self.order, REQUANT_ORDERS)
         if (self.offset is None) != (self.order == "mul"):
             raise LayerError(f"node {n!r}: order {self.order!r} "
@@ -397,24 +387,15 @@ class Clamp(Node):
         return np.clip(v, self.lo, self.hi)
 
 
-def _pair(name: str, what: str, v: Any, lo: int) -> tuple[int, int]:
-    t = (v, v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else tuple(v)
-    if len(t) != 2 or any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) or i < lo
-                          for i in t):
-        raise LayerError(f"node {name!r}: {what} must be an integer >= {lo} or a pair of them, "
-                         f"not {v!r}")
-    return int(t[0]), int(t[1])
-
-
 class _Window:
     """Mixin: a 2-D pooling window over NCHW integers (``kernel``, ``stride``, ``padding``)."""
 
     def _check_window(self) -> None:
         n = self.name
-        object.__setattr__(self, "kernel", _pair(n, "kernel", self.kernel, 1))
-        object.__setattr__(self, "stride", _pair(n, "stride", self.kernel if self.stride is None
+        object.__setattr__(self, "kernel", check_pair(f"node {n!r}", "kernel", self.kernel, 1))
+        object.__setattr__(self, "stride", check_pair(f"node {n!r}", "stride", self.kernel if self.stride is None
                                                  else self.stride, 1))
-        object.__setattr__(self, "padding", _pair(n, "padding", self.padding, 0))
+        object.__setattr__(self, "padding", check_pair(f"node {n!r}", "padding", self.padding, 0))
         if any(2 * p > k for p, k in zip(self.padding, self.kernel)):
             raise LayerError(f"node {n!r}: padding {self.padding} must be at most half the kernel "
                              f"{self.kernel}")
@@ -468,7 +449,7 @@ class MaxPool(_Window, Node):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class AvgPool(_Window, _Rescale, Node):
+class AvgPool(_Window, _Codes):
     """Average pooling of NCHW codes: an exact integer sum, then a rescale to output codes::
 
         S = sum over the window of (code - input_zero_point)          (int64; padding adds 0)
@@ -489,14 +470,7 @@ class AvgPool(_Window, _Rescale, Node):
     global_pool: bool = False
     multiplier: float = 1.0
     mode: str = "sum_mul"
-    scale: float = 1.0
-    zero_point: int = 0
-    bits: int = 8
-    signed: bool = False
-    lo: int | None = None
-    hi: int | None = None
     input_zero_point: int = 0
-    rounding: str = "half_even"
     op: ClassVar[str] = "avgpool"
     MODES: ClassVar[tuple[str, ...]] = ("sum_mul", "sum_shift")
 
@@ -504,7 +478,6 @@ class AvgPool(_Window, _Rescale, Node):
         super().__post_init__()
         if not self.global_pool:
             self._check_window()
-        self._check_out()
         _choice(self.name, "mode", self.mode, self.MODES)
         object.__setattr__(self, "multiplier", float(np.float32(self.multiplier)))
 
@@ -538,7 +511,7 @@ class AvgPool(_Window, _Rescale, Node):
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class Add(_Rescale, Node):
+class Add(_Codes):
     """Sum of two code tensors (a residual connection) requantized to output codes::
 
         v = fp32(a - za) * ma + fp32(b - zb) * mb        (fp32; ma = s_a / s_y, mb = s_b / s_y)
@@ -547,13 +520,6 @@ class Add(_Rescale, Node):
 
     multipliers: tuple[float, float]
     input_zero_points: tuple[int, int] = (0, 0)
-    scale: float = 1.0
-    zero_point: int = 0
-    bits: int = 8
-    signed: bool = False
-    lo: int | None = None
-    hi: int | None = None
-    rounding: str = "half_even"
     op: ClassVar[str] = "add"
     arity: ClassVar[int | None] = 2
 
@@ -562,7 +528,6 @@ class Add(_Rescale, Node):
         object.__setattr__(self, "multipliers", tuple(float(np.float32(m)) for m in self.multipliers))
         object.__setattr__(self, "input_zero_points",
                            tuple(_int(self.name, "input zero point", z) for z in self.input_zero_points))
-        self._check_out()
 
     def out_type(self, ins):
         for i, (t, z) in enumerate(zip(ins, self.input_zero_points)):
