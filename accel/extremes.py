@@ -51,42 +51,59 @@ def _scan_prefix(x: np.ndarray, w: np.ndarray, ti: np.ndarray, oi: np.ndarray) -
 
 
 def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, rows: int) -> Extremes:
-    """Exact partial-sum extremes of ``x[T, K] . w[K, O] + bias`` in folds of ``rows`` rows."""
+    """Exact partial-sum extremes of ``x[T, K] . w[K, O] + bias`` in folds of ``rows`` rows.
+
+    Matmuls run in float32 when every sum they form stays below 2^24 (exact), else float64 (exact
+    below 2^53), on every core (torch).
+    """
+    import torch
+
     t, k = x.shape
     o = w.shape[1]
     b = np.zeros(o, np.int64) if bias is None else np.asarray(bias, np.int64)
     if t == 0 or o == 0:
         return Extremes(acc_min=int(b.min(initial=0)), acc_max=int(b.max(initial=0)))
     folds = fold_count(k, rows)
-    x64 = np.asarray(x, np.float64)
-    w64 = np.asarray(w, np.float64)
-    wabs_max = np.abs(w64).max(axis=1)                         # [K] max_o |w[k, o]|
-    acc = np.broadcast_to(b.astype(np.float64), (t, o)).copy()  # exact below 2^53 (Q <= 52)
+    wabs = np.abs(w)
+    xmax = max(float(x.max()), -float(x.min()))
+    fold_bound = xmax * float(wabs.max()) * min(rows, k)
+    dt = torch.float32 if fold_bound < 2**24 else torch.float64      # fold sums and bounds
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dt)
+    wt = torch.from_numpy(np.array(w)).to(dt)
+    # per (vector, fold) bounds on every prefix of every channel: sum_k |x| * max_o |w|
+    sel = np.zeros((k, folds), dtype=np.float64)
+    sel[np.arange(k), np.arange(k) // rows] = 1
+    wrow = torch.from_numpy(wabs.max(axis=1, initial=0)[:, None] * sel).to(dt)   # [K, F]
+    rbn = (xt.abs() @ wrow).T.to(torch.float64).contiguous().numpy()             # [F, T]
+    acc = torch.from_numpy(np.broadcast_to(b, (t, o)).astype(np.float64))       # exact < 2^53
     acc_lo, acc_hi = int(b.min()), int(b.max())
     pe_lo = pe_hi = 0
-    bounds = []
     for f in range(folds):
-        k0, k1 = f * rows, min(k, (f + 1) * rows)
-        s = x64[:, k0:k1] @ w64[k0:k1]
-        pe_lo, pe_hi = min(pe_lo, int(s.min())), max(pe_hi, int(s.max()))
+        k0 = f * rows
+        s = xt[:, k0:k0 + rows] @ wt[k0:k0 + rows]
+        lo, hi = torch.aminmax(s)
+        pe_lo, pe_hi = min(pe_lo, int(lo)), max(pe_hi, int(hi))
         acc += s
-        acc_lo, acc_hi = min(acc_lo, int(acc.min())), max(acc_hi, int(acc.max()))
-        bounds.append(np.abs(x64[:, k0:k1]) @ wabs_max[k0:k1])    # [T] every prefix, every o
+        lo, hi = torch.aminmax(acc)
+        acc_lo, acc_hi = min(acc_lo, int(lo)), max(acc_hi, int(hi))
+    # (vector, fold) pairs whose bound beats the extreme seen: the sums of their positive and of
+    # their negative products (the screen's bound) per channel, then step scans, most promising
+    # first
     for f in range(folds):
-        k0, k1 = f * rows, min(k, (f + 1) * rows)
-        cand = np.flatnonzero((bounds[f] > pe_hi) | (-bounds[f] < pe_lo))
+        k0 = f * rows
+        cand = np.flatnonzero((rbn[f] > pe_hi) | (-rbn[f] < pe_lo))
         if cand.size == 0:
             continue
-        xf, wf = x[cand, k0:k1], w[k0:k1]
-        pos, neg = sign_sums(xf, wf, float(bounds[f][cand].max()))
+        xf, wf = x[cand, k0:k0 + rows], w[k0:k0 + rows]
+        pos, neg = sign_sums(xf, wf, float(rbn[f][cand].max()))
         for bnd, upper in ((pos, True), (neg, False)):
             ti, oi = np.nonzero(bnd > pe_hi) if upper else np.nonzero(bnd < pe_lo)
             if ti.size == 0:
                 continue
             val = bnd[ti, oi]
-            order = np.argsort(-val if upper else val, kind="stable")   # most promising first
+            order = np.argsort(-val if upper else val, kind="stable")
             ti, oi, val = ti[order], oi[order], val[order]
-            step = chunk_rows(k1 - k0)
+            step = chunk_rows(xf.shape[1])
             for i in range(0, ti.size, step):
                 keep = val[i:i + step] > pe_hi if upper else val[i:i + step] < pe_lo
                 if not keep.any():
