@@ -6,4 +6,91 @@
   calibration), including the built-in random-weight reference networks.
 
 The project's own quantization-aware models export with :func:`accel.quant.export.export_graph`.
+
+Files are loaded through :func:`load_model`, which picks the front end from the file
+(:func:`detect_format`) or from ``format``; each front end registers one loader in
+:data:`FORMATS` (``"module:function"``, imported on first use) that returns a
+:class:`LoadedModel`: the graph and, where the source runtime can run here, a *reference* that
+computes what that runtime computes on a batch (``{"logits": ..., node name: codes}``, compared
+output for output by :func:`accel.executor.simulate`).
 """
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from accel.layers import LayerError
+
+__all__ = ["LoadedModel", "FORMATS", "detect_format", "load_model"]
+
+
+@dataclass
+class LoadedModel:
+    """A model as the executor runs it, and what its source says about it.
+
+    Attributes
+    ----------
+    graph : accel.graph.Graph
+    format : str
+        The front end that built it (a key of :data:`FORMATS`).
+    source : str
+        Where it came from (a path).
+    reference : callable or None
+        ``inputs -> {"logits": array, node name: codes, ...}``: the source runtime on the same
+        batch, for output-for-output agreement.
+    semantics : str
+        What the graph replicates of that runtime (one line, printed in reports).
+    """
+
+    graph: Any
+    format: str
+    source: str
+    reference: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+    semantics: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _load_graph(path: Path, **_: Any) -> LoadedModel:
+    from accel.graph import load_graph
+
+    g = load_graph(path)
+    return LoadedModel(g, "graph", str(path), semantics=str(g.meta.get("semantics", "")))
+
+
+#: Loaders by format name: ``"module:function"`` taking ``(path, **options)``.
+FORMATS: dict[str, str] = {
+    "graph": "accel.frontends:_load_graph",
+}
+#: File suffixes and the format each means (an ``.onnx`` file is looked into).
+SUFFIXES: dict[str, str] = {".pt": "graph", ".pth": "graph"}
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of a model file, from its suffix (and, for ONNX, its operators)."""
+    path = Path(path)
+    fmt = SUFFIXES.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(f"{s} ({f})" for s, f in SUFFIXES.items())
+        raise LayerError(f"cannot tell the format of {path} from its suffix {path.suffix!r}; "
+                         f"known: {known}; or give --format ({', '.join(FORMATS)})")
+    return fmt
+
+
+def load_model(path: str | Path, format: str | None = None, **options: Any) -> LoadedModel:
+    """Load a model file with its front end; errors name the file and what is supported."""
+    path = Path(path)
+    if path.is_dir():
+        raise LayerError(f"model {path} is a folder; give a model file")
+    if not path.is_file():
+        raise LayerError(f"model {path} does not exist")
+    fmt = format or detect_format(path)
+    if fmt not in FORMATS:
+        raise LayerError(f"unknown model format {fmt!r}; known formats are {', '.join(FORMATS)}")
+    module, func = FORMATS[fmt].split(":")
+    return getattr(importlib.import_module(module), func)(path, **options)
