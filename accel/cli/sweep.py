@@ -78,6 +78,8 @@ def sweep_table(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         table["checkpoint_p"] = vals[0] if len(vals) == 1 and isinstance(vals[0], str) else vals
     if args.synth:
         table["synth"] = args.synth
+    if args.energy is not None:
+        table["energy"] = True if args.energy == "default" else args.energy
     if args.no_adversarial:
         table["adversarial"] = False
     if args.checkpoints:
@@ -121,7 +123,7 @@ class Sweep(Verb):
       # ^ one checkpoint on narrower accumulators
   accel sweep --model mynet.onnx --data test.npz --grid pe_acc_bits=14,16,18,20
       # ^ your own quantized model file on your data
-  accel sweep sweep.toml --synth generic --csv results.csv
+  accel sweep sweep.toml --synth sky130 --energy --csv results.csv
   accel sweep sweep.toml --executor dask --scheduler tcp://head-node:8786
   accel sweep sweep.toml --dry-run        # list the points, run nothing
   accel sweep --list                      # which checkpoints exist (model, quantizer, N, M, P)
@@ -160,6 +162,10 @@ Sweep file format: see sim/sweep/grid.py (models, quantizers, checkpoint_p, data
         g.add_argument("--synth", metavar="TARGET",
                        help="also synthesise each configuration for its area (generic, sky130 µm², ice40, ecp5, "
                             "xilinx; cached)")
+        g.add_argument("--energy", nargs="?", const="default", metavar="TABLE",
+                       help="also price one inference's dynamic energy (pJ) from exact action "
+                            "counts: the 45 nm table, or TABLE (TOML of your technology; see "
+                            "accel energy --help)")
         g.add_argument("--checkpoints", metavar="DIR",
                        help="checkpoint folder (default: the shipped models/checkpoints)")
         r = parser.add_argument_group("how to run")

@@ -10,7 +10,9 @@ This is the only function a sweep's workers run. It calls the other parts' publi
   golden model at the point's P, Q, R and overflow mode;
 * cycles and utilisation of one inference: :func:`sim.cycles.gemm_cycles` per GEMM (closed form
   from the canonical schedule and the RTL's timing numbers);
-* area: :func:`rtl_gen.synth.flow.synthesize` of the whole array (cached on disk by the synth flow).
+* area: :func:`rtl_gen.synth.flow.synthesize` of the whole array (cached on disk by the synth flow);
+* energy of one inference: :func:`sim.energy.energy_of_gemms` of the same GEMMs (exact action
+  counts x a per-action energy table).
 
 ``sim``, ``rtl_gen`` and ``models`` are imported inside the functions that need them, as the CLI
 verbs do: ``accel`` itself never depends on them at import time.
@@ -34,7 +36,7 @@ from accel.arith import GemmResult
 from accel.golden import gemm
 from sim.sweep.adversarial import adversarial_codes
 from sim.sweep.catalog import GEMM_MODEL
-from sim.sweep.spec import KEY_FIELDS, PointSpec
+from sim.sweep.spec import DEFAULT_ENERGY, KEY_FIELDS, PointSpec
 
 __all__ = ["evaluate_point", "infeasible", "synth_targets", "SYNTH_BLOCK"]
 
@@ -74,6 +76,11 @@ def evaluate_point(spec: PointSpec) -> dict[str, Any]:
     for col in ("pe_events", "acc_events", "adv_pe_events", "adv_acc_events"):
         vals = [lay[col] for lay in layers if lay.get(col) is not None]
         row[col] = sum(vals) if layers and len(vals) == len(layers) else None
+    gemms = row.pop("gemms", None)          # of one inference, per layer; None: infeasible
+    if gemms is not None:
+        row.update(_cycles([g for shapes in gemms.values() for g in shapes], config))
+        if spec.energy is not None:
+            row.update(_energy(gemms, config, spec.energy, row["extra"]))
     versions = _versions()
     if spec.synth is not None:
         row.update(_synthesize(config, spec.synth, versions))
@@ -96,10 +103,10 @@ def _evaluate_gemm(spec: PointSpec) -> dict[str, Any]:
     layer = _layer_events("gemm", res)
     if spec.adversarial:
         layer.update(_adversarial_events([(w, b)], cfg.lane_range, cfg))
-    cyc = _cycles([(opt["t"], opt["k"], opt["o"])], cfg)
     return {"accuracy": float(np.mean(res.y == exact)), "float_accuracy": 1.0,
             "samples": int(res.y.size), "affected_share": layer["affected"] / max(1, res.y.size),
-            "layers": [layer], **cyc, "extra": {"workload": opt}}
+            "layers": [layer], "gemms": {"gemm": [(opt["t"], opt["k"], opt["o"])]},
+            "extra": {"workload": opt}}
 
 
 def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
@@ -119,7 +126,7 @@ def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
     x, y = _data(meta, spec.split, opt)
     res = simulate(graph, [(x, y)], GoldenBackend(cfg))
     samples = res.samples
-    layers, shapes = [], []
+    layers = []
     for stats, node in zip(res.layers, graph.array_nodes):
         lay = node.layer
         entry = {"name": stats.name, "kind": lay.kind, "outputs": stats.outputs,
@@ -128,14 +135,12 @@ def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
         if spec.adversarial:           # over the codes the layer's input edge can carry
             t = graph.types[node.inputs[0]]
             entry.update(_adversarial_events(_gemm_operands(lay), (t.lo, t.hi), cfg))
-        # one inference: T / samples vectors per GEMM, one GEMM per group
-        shapes += [(stats.t // samples, stats.k, stats.o)] * stats.layer_groups
         layers.append(entry)
     outputs = sum(s.outputs for s in res.layers)
     return {"accuracy": res.accuracy, "float_accuracy": None if float_acc is None else float(float_acc),
             "samples": samples,
             "affected_share": sum(s.affected_outputs for s in res.layers) / max(1, outputs),
-            "layers": layers, **_cycles(shapes, cfg),
+            "layers": layers, "gemms": res.inference_gemms(),
             "extra": {"recorded_accuracy": meta.get("accuracy")}}
 
 
@@ -230,6 +235,18 @@ def _cycles(shapes: list[tuple[int, int, int]], config: ArrayConfig) -> dict[str
     macs = sum(j.macs for j in jobs)
     return {"cycles": cycles, "macs": macs,
             "utilisation": macs / (cycles * config.rows * config.cols) if cycles else None}
+
+
+def _energy(gemms: dict[str, list[tuple[int, int, int]]], config: ArrayConfig, table: str,
+            extra: dict[str, Any]) -> dict[str, Any]:
+    """Dynamic energy of one inference (:func:`sim.energy.energy_of_gemms`) with ``table`` (a
+    TOML path, or ``"default"``: the 45 nm table); the split by component goes into ``extra``."""
+    from sim.energy import energy_of_gemms, load_table
+
+    rep = energy_of_gemms(gemms, config, load_table(None if table == DEFAULT_ENERGY else table))
+    extra["energy_pj"] = rep.energy_pj
+    extra["energy_table"] = {"name": rep.table.name, "node_nm": rep.table.node_nm}
+    return {"energy_pj": rep.total_pj, "pj_per_mac": rep.pj_per_mac}
 
 
 def _synthesize(config: ArrayConfig, target: str, versions: dict[str, str]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ asked for exist. A sweep file::
                                             # narrower arrays); "all": every checkpoint
     adversarial = true                      # also count overflow on adversarial inputs
     synth = "generic"                       # optional synthesis target for the area columns
+    energy = true                           # energy of one inference (45 nm table), or a path:
+                                            # your technology's table (sim.energy.load_table)
     checkpoints = "path/to/dir"             # optional checkpoint folder (default: the shipped ones)
     data = "fashion-mnist"                  # data of the models (default: each model's own);
                                             # or a table: path, labels, limit, scale, mean, std,
@@ -48,7 +50,7 @@ from typing import Any
 from accel.config import ArrayConfig, ConfigError
 from sim.sweep.catalog import GEMM_MODEL, Catalog, Checkpoint, gemm_options
 from sim.sweep.errors import SweepError
-from sim.sweep.spec import PointSpec, digest
+from sim.sweep.spec import DEFAULT_ENERGY, PointSpec, digest
 
 __all__ = ["load_sweep", "expand", "SWEEP_KEYS"]
 
@@ -59,6 +61,7 @@ SWEEP_KEYS = {
     "checkpoint_p": '"match", "all", an integer or a list of integers',
     "adversarial": "true or false",
     "synth": "a synthesis target name",
+    "energy": "true, false or an energy table path (TOML)",
     "checkpoints": "a checkpoint folder path",
     "split": 'a dataset split ("test")',
     "data": "a built-in dataset name or file path, or a table of path, labels, limit, scale, "
@@ -124,6 +127,7 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
     synth = table.get("synth")
     if synth is not None:
         synth = _check_synth(synth, source)
+    energy = _check_energy(table.get("energy", False), source)
     split = table.get("split", "test")
     if split not in SPLITS:
         raise SweepError(f"{source}: split must be one of {', '.join(map(repr, SPLITS))}, not {split!r}")
@@ -149,12 +153,14 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
             points += [PointSpec(config=config, model=ck.model, quantizer=ck.quantizer,
                                  target_p=ck.target_p, checkpoint=str(ck.path),
                                  checkpoint_hash=_workload_hash(ck, data), options=options,
-                                 adversarial=adversarial, synth=synth, split=split)
+                                 adversarial=adversarial, synth=synth, energy=energy,
+                                 split=split)
                        for config in configs]
             continue
         catalog.check_model(model, source)
         for config in configs:
             common = dict(config=config, model=model, adversarial=adversarial, synth=synth,
+                          energy=energy,
                           split=split)
             if model == GEMM_MODEL:
                 if quantizers not in (None, ["none"]):
@@ -257,6 +263,25 @@ def _str_list(table: dict[str, Any], key: str, source: str, required: bool = Fal
         v = [v]
     if not isinstance(v, list) or not v or not all(isinstance(s, str) for s in v):
         raise SweepError(f"{source}: {key} must be {SWEEP_KEYS[key]}, not {v!r}")
+    return v
+
+
+def _check_energy(v: Any, source: str) -> str | None:
+    """``PointSpec.energy`` of the ``energy`` key; a table path is read now (errors before work)."""
+    from sim.energy import load_table
+
+    if v is False:
+        return None
+    if v is True:
+        return DEFAULT_ENERGY
+    if not isinstance(v, str):
+        raise SweepError(f"{source}: energy must be {SWEEP_KEYS['energy']}, not {v!r}")
+    try:
+        load_table(v)
+    except FileNotFoundError:
+        raise SweepError(f"{source}: energy table {v} does not exist") from None
+    except ValueError as e:
+        raise SweepError(f"{source}: {e}") from None
     return v
 
 
