@@ -20,7 +20,7 @@ from typing import Any
 
 from accel.config import ArrayConfig
 from accel.operands import DISTRIBUTIONS
-from sim.sweep.errors import SweepError
+from sim.sweep.errors import SweepError, check_table
 from sim.sweep.spec import NO_TARGET_P, digest
 
 __all__ = ["GEMM_MODEL", "GEMM_DEFAULTS", "Checkpoint", "Catalog", "gemm_options",
@@ -35,12 +35,7 @@ GEMM_DEFAULTS: dict[str, Any] = {"t": 64, "k": 128, "o": 32, "dist": "uniform", 
 
 def gemm_options(d: Any, source: str) -> dict[str, Any]:
     """Check a ``[gemm]`` table and fill defaults (:data:`GEMM_DEFAULTS`)."""
-    if not isinstance(d, dict):
-        raise SweepError(f"{source} [gemm] must be a table, not {d!r}")
-    bad = sorted(set(d) - set(GEMM_DEFAULTS))
-    if bad:
-        raise SweepError(f"{source} [gemm]: unknown key(s) {', '.join(bad)}; valid keys are "
-                         f"{', '.join(GEMM_DEFAULTS)}")
+    check_table(d, GEMM_DEFAULTS, f"{source} [gemm]", "a table")
     out = {**GEMM_DEFAULTS, **d}
     for k in ("t", "k", "o"):
         v = out[k]

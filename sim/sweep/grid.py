@@ -49,7 +49,7 @@ from typing import Any
 
 from accel.config import ArrayConfig, ConfigError
 from sim.sweep.catalog import GEMM_MODEL, Catalog, Checkpoint, gemm_options
-from sim.sweep.errors import SweepError
+from sim.sweep.errors import SweepError, check_table
 from sim.sweep.spec import DEFAULT_ENERGY, PointSpec, digest
 
 __all__ = ["load_sweep", "expand", "SWEEP_KEYS"]
@@ -230,13 +230,8 @@ def _data_options(v: Any, source: str) -> dict[str, Any]:
 
     if v is None:
         return {}
-    d = {"path": v} if isinstance(v, str) else v
-    if not isinstance(d, dict):
-        raise SweepError(f"{source}: data must be {SWEEP_KEYS['data']}, not {v!r}")
-    bad = sorted(set(d) - set(DATA_KEYS))
-    if bad:
-        raise SweepError(f"{source}: unknown data key(s) {', '.join(bad)}; valid: "
-                         f"{', '.join(DATA_KEYS)}")
+    d = check_table({"path": v} if isinstance(v, str) else v, DATA_KEYS, f"{source} data",
+                    SWEEP_KEYS["data"], "data key")
     for key, val in d.items():
         if not isinstance(val, DATA_KEYS[key]) or isinstance(val, bool):
             raise SweepError(f"{source}: data {key} has the wrong type ({val!r})")
@@ -306,13 +301,7 @@ def _checkpoint_selector(v: Any, source: str) -> str | list[int]:
 
 
 def _config_table(d: Any, where: str) -> dict[str, Any]:
-    if not isinstance(d, dict):
-        raise SweepError(f"{where} must be {SWEEP_KEYS['array']}, not {d!r}")
-    bad = sorted(set(d) - set(_CONFIG_FIELDS))
-    if bad:
-        raise SweepError(f"{where}: unknown configuration field(s) {', '.join(bad)}; valid "
-                         f"fields are {', '.join(_CONFIG_FIELDS)}")
-    return d
+    return check_table(d, _CONFIG_FIELDS, where, SWEEP_KEYS["array"], "configuration field")
 
 
 def _configs(table: dict[str, Any], source: str) -> list[ArrayConfig]:
