@@ -15,7 +15,7 @@ class SweepError(ValueError):
 
 def check_table(d: Any, valid: Any, where: str, what: str, kind: str = "key") -> dict[str, Any]:
     """``d`` itself when it is a table (dict) whose keys are all in ``valid``; else a
-    :class:`SweepError` naming ``where``, the unknown ``kind``\ s and the valid ones."""
+    :class:`SweepError` naming ``where``, the unknown ``kind`` entries and the valid ones."""
     if not isinstance(d, dict):
         raise SweepError(f"{where} must be {what}, not {d!r}")
     bad = sorted(set(d) - set(valid))
