@@ -163,6 +163,11 @@ class Executor:
         for meter in self.meters:
             meter(node, run.shape, st)
         st.finish(self.config)
+        if node.pair_bits is not None:        # the source runtime's pair saturation, host side
+            if self._shift or self.config.overq is not None:
+                raise LayerError(f"node {node.name!r}: a runtime's pair saturation (pair_bits) "
+                                 "is defined on N-bit codes, not on OverQ lanes")
+            return run.acc + node.pair_correction(np.asarray(codes)), st
         return run.acc, st
 
 
@@ -250,10 +255,13 @@ def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBac
 
 def _owner(graph: Graph, name: str) -> str:
     """The array node whose statistics a comparison at node ``name`` is recorded under: the
-    nearest array node at or before it on its input path."""
+    nearest array node at or before it on its input path (the first array node for the input's
+    quantizer and whatever else precedes every array node)."""
     node = graph.node(name)
     while not isinstance(node, ArrayLayer):
         if not node.inputs:
-            raise LayerError(f"reference node {name!r} has no array layer before it")
+            if not graph.array_nodes:
+                raise LayerError(f"reference node {name!r}: the graph has no array layer")
+            return graph.array_nodes[0].name
         node = graph.node(node.inputs[0])
     return node.name
