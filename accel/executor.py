@@ -200,9 +200,16 @@ def _merge(total: dict[str, LayerStats], new: dict[str, LayerStats], config: Any
         total[name].finish(config)
 
 
-def _agree(stats: LayerStats, got: np.ndarray, want: np.ndarray) -> None:
-    """Count how many of ``got`` equal / are within 1 LSB of the reference ``want``."""
-    d = np.abs(np.asarray(got, np.int64) - np.asarray(want, np.int64))
+def _agree(stats: LayerStats, got: np.ndarray, want: np.ndarray, lsb: Any = None) -> None:
+    """Count how many of ``got`` equal / are within 1 LSB of the reference ``want``: codes, or
+    real values in units of ``lsb`` (a Dequantize node's scale)."""
+    if lsb is not None:
+        g, w = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        eq = g == w
+        d = np.where(eq, 0.0, np.abs(g - w) / lsb)
+        d = np.where(eq, 0, np.where(d <= 1, 1, 2))
+    else:
+        d = np.abs(np.asarray(got, np.int64) - np.asarray(want, np.int64))
     a = stats.agreement
     a["compared"] = a.get("compared", 0) + int(d.size)
     a["equal"] = a.get("equal", 0) + int((d == 0).sum())
@@ -233,7 +240,7 @@ def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBac
             for name, want in ref.items():
                 if name != "logits":
                     owner = _owner(graph, name)
-                    _agree(run.layers[owner], run.values[name], want)
+                    _agree(run.layers[owner], run.values[name], want, _lsb(graph, name, want))
         _merge(total, run.layers, backend.config)
         n = int(x.shape[0])
         res.samples += n
@@ -251,6 +258,20 @@ def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBac
         st.finish(backend.config)
     res.layers = [total[n.name] for n in graph.array_nodes if n.name in total]
     return res
+
+
+def _lsb(graph: Graph, name: str, value: Any) -> np.ndarray | None:
+    """One step of a real-valued node's input (a Dequantize's scale, broadcast), else None."""
+    node = graph.node(name)
+    if not isinstance(node, Dequantize):
+        return None
+    s = node.scale
+    nd = np.ndim(value)
+    if s.shape[0] == 1 or nd == 0:
+        return s.reshape(()) if s.shape[0] == 1 else s
+    shape = [1] * nd
+    shape[node.axis] = s.shape[0]
+    return s.reshape(shape)
 
 
 def _owner(graph: Graph, name: str) -> str:

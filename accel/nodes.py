@@ -48,8 +48,10 @@ ROUNDINGS = ("half_even", "half_away")
 QUANTIZE_MODES = ("f64_div", "f32_div", "f32_mul_inv", "f32_fma_inv")
 #: How :class:`Add` combines its inputs (formulas in its docstring): fp32 multipliers of the
 #: zero-point-free codes; torch's x86/fbgemm kernel (dequantize with a fused multiply-add, add,
-#: multiply by the reciprocal output scale); QNNPACK's fixed-point multipliers and shift.
-ADD_MODES = ("f32", "dequant_fma", "fixed")
+#: multiply by the reciprocal output scale); the same with the dequantization a subtraction and a
+#: multiplication (torch's decomposed quantize/dequantize ops, as pt2e programs run them);
+#: QNNPACK's fixed-point multipliers and shift.
+ADD_MODES = ("f32", "dequant_fma", "dequant_mul", "fixed")
 #: Widest codes on an edge: OverQ's raw lanes of 16-bit activations with both overwrites (3N).
 MAX_CODE_BITS = 48
 
@@ -577,11 +579,14 @@ class Add(_Codes):
         "dequant_fma":  da = fma(ma, fp32(a), fp32(ma * -za))           (ma = s_a, mb = s_b: the
                         db = fma(mb, fp32(b), fp32(mb * -zb))            input scales; each fma
                         v = fp32(fp32(da + db) * fp32(1 / scale))        rounded once to fp32)
+        "dequant_mul":  da = fp32(fp32(a - za) * ma), db likewise        (ma = s_a, mb = s_b)
+                        v = fp32(fp32(da + db) * fp32(1 / scale))
         "fixed":        v = (ma (a - za) + mb (b - zb)) / 2^shift       (exact integers; ma, mb
                                                                          integer multipliers)
         code = clamp(round(v) + zero_point, lo, hi)                      (a fused ReLU: lo = zero point)
 
-    ``dequant_fma`` is torch's quantized add on x86 / fbgemm (its vector kernel); ``fixed`` is
+    ``dequant_fma`` is torch's quantized add on x86 / fbgemm (its vector kernel); ``dequant_mul``
+    a float add between torch's decomposed dequantize and quantize ops (pt2e); ``fixed`` is
     QNNPACK's (``rounding="half_away"``). ``rounding`` applies to ``v`` in every mode.
     """
 
@@ -619,12 +624,15 @@ class Add(_Codes):
             acc = (np.asarray(a, np.int64) - za) * int(ma) + (np.asarray(b, np.int64) - zb) * int(mb)
             return _clip_codes(_shift_round(acc, self.shift, self.rounding), self.zero_point,
                                self.lo, self.hi)
+        f32 = np.float32
         if self.mode == "dequant_fma":
-            f32 = np.float32
             da = fma_f32(ma, a, f32(ma) * f32(-za))
             db = fma_f32(mb, b, f32(mb) * f32(-zb))
-            v = (da + db) * (f32(1) / f32(self.scale))
-            return self._finish(v)
+            return self._finish((da + db) * (f32(1) / f32(self.scale)))
+        if self.mode == "dequant_mul":
+            da = (np.asarray(a) - za).astype(f32) * f32(ma)
+            db = (np.asarray(b) - zb).astype(f32) * f32(mb)
+            return self._finish((da + db) * (f32(1) / f32(self.scale)))
         v = (np.asarray(a) - za).astype(np.float32) * np.float32(ma)
         v += (np.asarray(b) - zb).astype(np.float32) * np.float32(mb)
         return self._finish(v)
