@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from accel.backends import ExactBackend, GoldenBackend
+from accel.backends import GoldenBackend
 from accel.config import ArrayConfig
 from accel.executor import Executor, simulate
 from accel.frontends import load_model
 from accel.layers import LayerError
-from accel.nodes import Add, ArrayLayer, Input, MaxPool, Quantize, Requantize, Reshape
+from accel.nodes import Add, ArrayLayer, MaxPool, Quantize, Requantize, Reshape
 
 torchao = pytest.importorskip("torchao")
 
+from tests.frontend_checks import forced  # noqa: E402
 from tests.test_executor import reference_run  # noqa: E402
 
 
@@ -80,45 +81,6 @@ def _inputs(seed: int, n: int = 256) -> np.ndarray:
     return (torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed)) * 2).numpy()
 
 
-def _forced(model, x, signed):
-    """Per graph node the program names: its output computed from the *program's own* input
-    codes (so that one flip upstream does not count again downstream) against the program's
-    codes: ``name -> (equal, within one code, compared, node type)``."""
-    ref = model.reference(x)
-    g = model.graph
-    ex = Executor(g, ExactBackend(ArrayConfig(act_signed=signed)))
-
-    def value(name):
-        node = g.node(name)
-        if isinstance(node, Input):
-            return x
-        if name in ref:
-            return ref[name]
-        if isinstance(node, ArrayLayer):
-            return ex.run_array(node, value(node.inputs[0]))[0]
-        return ex.run_node(node, [value(i) for i in node.inputs])   # not named by the program
-
-    out = {}
-    for name, want in ref.items():
-        if name == "logits" or name == g.outputs[0]:
-            continue
-        node = g.node(name)
-        got = ex.run_node(node, [value(i) for i in node.inputs])
-        d = np.abs(got - want)
-        out[name] = (int((d == 0).sum()), int((d <= 1).sum()), int(d.size), _source(g, name, ref))
-    last = g.node(g.outputs[0])
-    return out, ref, ex.run_node(last, [value(i) for i in last.inputs])
-
-
-def _source(g, name, ref):
-    """The node type that computes ``name``'s codes: through the pooling / reshape nodes that
-    the program applies before its quantize (X86: max_pool2d, flatten), a layer's Requantize."""
-    node = g.node(name)
-    while type(node) in (MaxPool, Reshape) and node.inputs[0] not in ref:
-        node = g.node(node.inputs[0])
-    return type(node)
-
-
 @pytest.mark.parametrize("which, signed", [("xnnpack", True), ("x86", False)])
 def test_codes_at_every_quantize_node(saved, which, signed):
     model = load_model(saved[which])
@@ -127,7 +89,7 @@ def test_codes_at_every_quantize_node(saved, which, signed):
     assert [n.name for n in g.array_nodes] == ["stem", "c1", "dw", "fc"]
     assert (type(g.node("quantize_per_tensor")), g.types["quantize_per_tensor"].signed) == \
         (Quantize, signed)
-    nodes, ref, logits = _forced(model, _inputs(1), signed)
+    nodes, ref, logits = forced(model.graph, model.reference, _inputs(1), ArrayConfig(act_signed=signed))
     kinds = {k for *_, k in nodes.values()}
     assert {Quantize, Requantize} <= kinds
     assert {type(n) for n in g.nodes} >= {MaxPool, Reshape}
