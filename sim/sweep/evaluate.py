@@ -3,8 +3,9 @@
 This is the only function a sweep's workers run. It calls the other parts' public APIs:
 
 * values and overflow events: :func:`accel.golden.gemm` (``gemm`` workload) or the executor's
-  :func:`accel.executor.simulate` with the golden back end (a checkpoint on the digits test
-  split; the same call ``accel simulate`` makes);
+  :func:`accel.executor.simulate` with the golden back end (a checkpoint or model file, read by
+  its front end, on its data: :func:`accel.data.model_data`, the model's own dataset's test split
+  unless the sweep names data; the same calls ``accel simulate`` makes);
 * adversarial inputs per layer: :func:`sim.sweep.adversarial.adversarial_codes` through the
   golden model at the point's P, Q, R and overflow mode;
 * cycles and utilisation of one inference: :func:`sim.cycles.gemm_cycles` per GEMM (closed form
@@ -18,6 +19,8 @@ verbs do: ``accel`` itself never depends on them at import time.
 from __future__ import annotations
 
 import datetime
+import functools
+import json
 import platform
 import socket
 import sys
@@ -102,11 +105,10 @@ def _evaluate_gemm(spec: PointSpec) -> dict[str, Any]:
 def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
     from accel.backends import GoldenBackend
     from accel.executor import simulate
-    from accel.graph import load_graph
-    from models.digits import load_split
+    from accel.frontends import load_model
 
-    cfg = spec.config
-    graph = load_graph(spec.checkpoint)
+    cfg, opt = spec.config, spec.options
+    graph = load_model(spec.checkpoint, opt.get("format") or "graph").graph
     meta = graph.meta
     float_acc = spec.options.get("float_accuracy", meta.get("float_accuracy"))
     reason = infeasible(graph.layers, cfg)
@@ -114,8 +116,8 @@ def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
         return {"accuracy": None, "float_accuracy": None if float_acc is None else float(float_acc),
                 "layers": [],
                 "note": reason, "extra": {"recorded_accuracy": meta.get("accuracy")}}
-    _, _, x_test, y_test = load_split()
-    res = simulate(graph, [(x_test.numpy(), y_test.numpy())], GoldenBackend(cfg))
+    x, y = _data(meta, spec.split, opt)
+    res = simulate(graph, [(x, y)], GoldenBackend(cfg))
     samples = res.samples
     layers, shapes = [], []
     for stats, node in zip(res.layers, graph.array_nodes):
@@ -135,6 +137,34 @@ def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
             "affected_share": sum(s.affected_outputs for s in res.layers) / max(1, outputs),
             "layers": layers, **_cycles(shapes, cfg),
             "extra": {"recorded_accuracy": meta.get("accuracy")}}
+
+
+#: Point options that say which data a model runs on (``sim.sweep.grid``'s ``data`` key).
+DATA_OPTIONS = ("data", "labels", "limit", "scale", "mean", "std", "layout")
+
+
+def _data(meta: dict[str, Any], split: str, options: dict[str, Any]
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs and labels a model's points run on (:func:`accel.data.model_data` of the
+    model's meta and the point's data options), cached per worker process."""
+    mine = {"dataset": meta.get("dataset"), "input": meta.get("input")}
+    return _cached_data(json.dumps(mine, sort_keys=True), split,
+                        json.dumps({k: v for k, v in options.items() if k in DATA_OPTIONS},
+                                   sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_data(meta: str, split: str, options: str) -> tuple[np.ndarray, np.ndarray]:
+    from accel.data import model_data
+
+    opt = json.loads(options)
+    limit = opt.pop("limit", None)
+    ds = model_data(json.loads(meta), opt.pop("data", None), split=split,
+                    labels=opt.pop("labels", None), **opt)
+    if ds.y is None:
+        raise ValueError(f"data {ds.name} has no labels; a sweep measures accuracy")
+    n = len(ds) if limit is None else min(limit, len(ds))
+    return ds.x[:n], ds.y[:n]
 
 
 def infeasible(layers: list[Any], config: ArrayConfig) -> str | None:
