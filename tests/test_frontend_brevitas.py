@@ -143,6 +143,8 @@ def test_a2q_certified_at_its_accumulator_width(models, kind):
     for r in cert["layers"]:
         assert r["accumulator_bit_width"] == P_A2Q and r["meets_accumulator_bit_width"]
         assert r["safe_p"] and r["min_safe_q_weights"] <= P_A2Q
+    # A2Q bounds the weights only: Int32Bias biases need more than P here, and the report says so
+    assert any(not r["safe_q"] and r["bias_bits"] > P_A2Q for r in cert["layers"])
     # the weights alone never overflow P = Q = accumulator_bit_width; with the bias, Q as certified
     assert all(e == (0, 0) for e in _layer_events(graph, config, False).values())
     wide = ArrayConfig(rows=8, cols=8, pe_acc_bits=P_A2Q, out_acc_bits=cert["min_safe_q"])

@@ -13,7 +13,7 @@ from accel.arith import code_range, fold_count
 from accel.config import ArrayConfig
 from accel.layers import IntLayer
 
-__all__ = ["layer_report", "model_report", "certify", "input_code_range"]
+__all__ = ["layer_report", "model_report", "certify", "input_code_range", "accumulator_targets"]
 
 
 def layer_report(layer: IntLayer, config: ArrayConfig, x_range: tuple[int, int] | None = None,
@@ -76,6 +76,19 @@ def input_code_range(graph: Any, node: Any, config: ArrayConfig) -> tuple[int, i
     return min(lo, 0), max(hi, 0)
 
 
+def accumulator_targets(graph: Any) -> dict[str, int]:
+    """The accumulator width each layer's weight quantizer targets, where the graph says: a
+    Brevitas A2Q / A2Q+ model's ``meta["accumulator_bit_width"]``, or the P of a checkpoint that
+    ``accel quantize`` trained with a2q / a2q+ over the whole row (not ``tile``)."""
+    meta = graph.meta
+    if meta.get("accumulator_bit_width"):
+        return {str(k): int(v) for k, v in meta["accumulator_bit_width"].items()}
+    if meta.get("quantizer") in ("a2q", "a2q+") and not meta.get("tile") and \
+            isinstance(meta.get("config"), dict):
+        return {n.name: int(meta["config"]["pe_acc_bits"]) for n in graph.array_nodes}
+    return {}
+
+
 def certify(graph: Any, config: ArrayConfig, measured: dict[str, Any] | None = None
             ) -> dict[str, Any]:
     """The static guarantee of every array layer of ``graph`` on ``config``'s array.
@@ -88,7 +101,7 @@ def certify(graph: Any, config: ArrayConfig, measured: dict[str, Any] | None = N
     whole K. ``measured`` (layer name -> :class:`accel.stats.LayerStats` with extremes) adds the
     smallest P and Q that had no event on that data and the events at ``config``'s widths.
     """
-    targets = graph.meta.get("accumulator_bit_width", {}) or {}
+    targets = accumulator_targets(graph)
     shift = config.frac_bits if config.overq is not None else 0
     layers = []
     for node in graph.array_nodes:
