@@ -17,7 +17,6 @@ from accel.config import ArrayConfig
 from accel.executor import Executor, simulate
 from accel.golden import gemm
 from accel.layers import LayerError
-from accel.lowering import lower
 from accel.nodes import Add, ArrayLayer, Quantize, Requantize
 from accel.quant.report import certify, input_code_range
 

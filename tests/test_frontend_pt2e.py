@@ -147,3 +147,12 @@ def test_bad_pt2_file_is_one_clear_error(tmp_path):
     bad.write_text("not a program")
     with pytest.raises(LayerError, match=r"cannot be read as a torch.export program \(\.pt2\)"):
         load_model(bad)
+
+
+def test_certify_reads_a_pt2_file(saved, capsys):
+    from accel.cli import main
+
+    assert main(["certify", str(saved["xnnpack"]), "--act-signed", "--rows", "8",
+                 "--pe-acc-bits", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "stem" in out and "smallest safe P" in out and "[-128, 127]" in out

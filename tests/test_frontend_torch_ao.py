@@ -261,3 +261,50 @@ def test_fbgemm_graph_saves_and_loads(tmp_path, quiet):
     a = Executor(graph, ExactBackend(ArrayConfig())).run(x).logits
     b = Executor(back, ExactBackend(ArrayConfig())).run(x).logits
     np.testing.assert_array_equal(a, b)
+
+
+class _FxNet(torch.nn.Module):
+    """A float model for FX-mode quantization: ReLU modules (fused by prepare_fx), a residual add
+    + ReLU (quantized.add_relu), pooling, flatten, a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.r0 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU()
+        self.c1, self.r1 = torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU()
+        self.dw, self.r2 = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU()
+        self.r3, self.pool = torch.nn.ReLU(), torch.nn.MaxPool2d(2)
+        self.fc = torch.nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = self.r0(self.stem(x))
+        y = self.r3(self.r2(self.dw(self.r1(self.c1(x)))) + x)
+        return self.fc(self.pool(y).flatten(1))
+
+
+@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm"])
+def test_fx_mode_exact(engine, quiet):
+    if engine not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"{engine} is not built into this torch")
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    from accel.backends import ExactBackend
+    from accel.executor import Executor
+
+    torch.backends.quantized.engine = engine
+    torch.manual_seed(0)
+    prepared = prepare_fx(_FxNet().eval(), get_default_qconfig_mapping(engine),
+                          (torch.randn(4, 3, 8, 8),))
+    for _ in range(4):
+        prepared(torch.randn(16, 3, 8, 8))
+    model = convert_fx(prepared)
+    graph = from_torch_ao(model, engine)
+    assert graph.node("add_relu").op == "add" and (graph.node("dw").pair_bits is not None) == \
+        (engine == "fbgemm")
+    x = _wide_inputs(5).numpy()
+    ref = reference(model, graph)(x)
+    assert {"quantize_per_tensor", "stem.requantize", "dw.requantize", "add_relu"} <= set(ref)
+    run = Executor(graph, ExactBackend(ArrayConfig())).run(x, keep=True)
+    for name, want in ref.items():
+        if name != "logits":
+            np.testing.assert_array_equal(run.values[name], want, err_msg=name)

@@ -26,7 +26,7 @@ The A2Q / A2Q+ accumulator width of each layer (``weight_accumulator_bit_width``
 integers, every quant node fed by integers (input quantizers, adds, pooling), and every layer's
 accumulator (compared with Brevitas' own ``QuantTensor.int()``). A quant node after a layer
 rounds Brevitas' fp32 convolution of dequantised values, which the exact accumulator reproduces
-except on near ties of the rounding (measured in the tests).
+except on near ties of the rounding (measured: 0 to 8 codes in 2.1 million, each off by one).
 
 :func:`reference` runs the Brevitas model and returns its own codes at every mapped node.
 """

@@ -1,4 +1,6 @@
-"""PyTorch eager-mode quantized models (``torch.ao.nn.quantized``) as integer graphs.
+"""PyTorch quantized models (``torch.ao.nn.quantized``) as integer graphs: eager mode
+(``prepare`` / ``convert``) and FX mode (``prepare_fx`` / ``convert_fx``, whose graphs call
+``quantize_per_tensor`` and ``dequantize`` directly).
 
 :func:`from_torch_ao` traces a converted model with ``torch.fx`` (quantized modules are leaves)
 and maps each node; the quantization parameters of every tensor follow statically from the
