@@ -224,7 +224,8 @@ def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBac
     ``labels`` may be None (no accuracy). ``reference(inputs)``, when given, returns what a
     reference runtime computed for the same batch: ``{"logits": ..., node name: codes, ...}``;
     its logits give ``reference_correct`` and every node it names is compared output for output
-    (``LayerStats.agreement`` of the array node that feeds it, or of the node itself).
+    (``LayerStats.agreement`` of the array node that feeds it, or of the node itself): codes
+    exactly, the real values of a Dequantize node in steps of its scale.
     ``progress(n)`` is called after each batch with its size.
     """
     ex = Executor(graph, backend, meters)

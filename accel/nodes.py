@@ -332,17 +332,23 @@ class ArrayLayer(Node):
         lay = self.layer
         _, view = padded_patches(codes, lay)                   # [N, Ho, Wo, C, kh, kw]
         kh, kw = lay.kernel_size
-        chan = np.arange(lay.out_channels) // (lay.out_channels // lay.in_channels)
+        mult = lay.out_channels // lay.in_channels             # outputs per input channel
         w = lay.weight.reshape(lay.out_channels, kh * kw)
         lo, hi = code_range(int(self.pair_bits), True)
-        x = view.numpy()
-        out = np.zeros((*x.shape[:3], lay.out_channels), np.int64)
+        x = view.numpy()                  # float32 codes; every value below is an integer
+        if float(np.abs(x).max(initial=0)) * float(np.abs(w).max()) * kh * kw * 4 >= 2 ** 24:
+            x = x.astype(np.float64)     # float32 would no longer be exact
+        wf = w.astype(x.dtype)
+        out = np.zeros((*x.shape[:3], lay.out_channels), x.dtype)
+
+        def tap(t: int) -> np.ndarray:                          # [N, Ho, Wo, O] products, exact
+            v = x[:, :, :, :, t // kw, t % kw]
+            return (v if mult == 1 else np.repeat(v, mult, axis=3)) * wf[:, t]
+
         for t in range(0, kh * kw, 2):
-            p = x[:, :, :, chan, t // kw, t % kw].astype(np.int64) * w[:, t]
-            if t + 1 < kh * kw:
-                p += x[:, :, :, chan, (t + 1) // kw, (t + 1) % kw].astype(np.int64) * w[:, t + 1]
+            p = tap(t) if t + 1 == kh * kw else tap(t) + tap(t + 1)
             out += np.clip(p, lo, hi) - p
-        return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(np.int64)
 
     @property
     def axis(self) -> int:
