@@ -308,3 +308,23 @@ def test_fx_mode_exact(engine, quiet):
     for name, want in ref.items():
         if name != "logits":
             np.testing.assert_array_equal(run.values[name], want, err_msg=name)
+
+
+def test_fx_float_op_between_dequantize_and_quantize_is_named(quiet):
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    class F(torch.nn.Module):                 # a functional ReLU stays a float op in FX mode
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return torch.relu(self.c(x))
+
+    torch.backends.quantized.engine = "qnnpack"
+    prepared = prepare_fx(F().eval(), get_default_qconfig_mapping("qnnpack"),
+                          (torch.randn(2, 3, 6, 6),))
+    prepared(torch.randn(4, 3, 6, 6))
+    with pytest.raises(LayerError, match=r"node 'relu' \(call_function .*relu.*\) on real values"):
+        from_torch_ao(convert_fx(prepared), "qnnpack")

@@ -218,6 +218,14 @@ def from_torch_ao(model: Any, engine: str | None = None) -> Graph:
     value: dict[str, str] = {}            # fx node name -> graph node name of its value
     qparams: dict[str, tuple[float, int]] = {}   # graph node name -> (scale, zero point) of codes
     outputs: list[str] = []
+
+    def codes_of(src: str | None) -> tuple[float, int]:
+        if src not in qparams:
+            raise LayerError(f"node {fx.name!r} ({fx.op} {fx.target}) on real values (a float "
+                             "operation between dequantize and quantize, e.g. an unfused "
+                             f"functional ReLU in an FX-mode model); supported: {SUPPORTED}")
+        return qparams[src]
+
     for fx in traced.graph.nodes:
         mod = mods.get(fx.target) if fx.op == "call_module" else None
         name = fx.target if mod is not None else fx.name      # a module's path names its node
@@ -246,7 +254,7 @@ def from_torch_ao(model: Any, engine: str | None = None) -> Graph:
             if any(n.name == name for n in nodes):
                 raise LayerError(f"node {fx.name!r}: quantized layer {name!r} is called twice; "
                                  "give each call a module of its own")
-            s_x, z_x = qparams[arg]
+            s_x, z_x = codes_of(arg)
             layer, rq, pairs = _layer(mod, name, s_x, z_x, engine)
             new = [ArrayLayer(name=name, inputs=(arg,), layer=layer, pair_bits=pairs), rq]
             qparams[rq.name] = (float(mod.scale), int(mod.zero_point))
@@ -267,21 +275,21 @@ def from_torch_ao(model: Any, engine: str | None = None) -> Graph:
             params = dict(zip(("scale", "zero_point"), fx.args[2:]), **fx.kwargs)
             scale, zp = (_constant(traced, params.get(k)) for k in ("scale", "zero_point"))
             relu = fx.target in _quantized_adds()[1::2]
-            new = [_add_node(name, (a, b), qparams[a], qparams[b], float(scale), int(zp), relu,
+            new = [_add_node(name, (a, b), codes_of(a), codes_of(b), float(scale), int(zp), relu,
                              engine)]
             qparams[name] = (float(scale), int(zp))
         elif isinstance(mod, nnq.DeQuantize) or (fx.op == "call_method" and fx.target == "dequantize"):
-            s, z = qparams[arg]
+            s, z = codes_of(arg)
             new = [Dequantize(name=name, inputs=(arg,), scale=[s], zero_point=z, mode="f32")]
         elif isinstance(mod, torch.nn.ReLU) or fx.target in (torch.relu, F.relu, "relu"):
-            new = [Clamp(name=name, inputs=(arg,), lo=qparams[arg][1])]
+            new = [Clamp(name=name, inputs=(arg,), lo=codes_of(arg)[1])]
             qparams[name] = qparams[arg]
         elif isinstance(mod, torch.nn.MaxPool2d):
             if mod.dilation not in (1, (1, 1)):
                 raise LayerError(f"node {fx.name!r}: dilated max pooling is not supported")
             new = [MaxPool(name=name, inputs=(arg,), kernel=mod.kernel_size, stride=mod.stride,
                            padding=mod.padding, ceil_mode=mod.ceil_mode)]
-            qparams[name] = qparams[arg]
+            qparams[name] = codes_of(arg)
         elif fx.target in ("flatten", "view", "reshape", torch.flatten, torch.reshape):
             new = [Reshape(name=name, inputs=(arg,), shape=_reshape_shape(fx))]
             if arg in qparams:
