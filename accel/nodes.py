@@ -30,7 +30,8 @@ from accel.layers import IntLayer, LayerError, check_pair
 
 __all__ = ["IntType", "REAL", "Node", "Input", "Quantize", "ArrayLayer", "Requantize", "Clamp",
            "MaxPool", "AvgPool", "Add", "Concat", "Reshape", "Dequantize", "NODE_TYPES",
-           "REQUANT_ORDERS", "ROUNDINGS", "QUANTIZE_MODES", "node_from_state", "round_to_int"]
+           "REQUANT_ORDERS", "ROUNDINGS", "QUANTIZE_MODES", "ADD_MODES", "node_from_state",
+           "round_to_int", "fma_f32"]
 
 #: How a requantizing node computes ``v`` from its integer input ``a`` (zero point removed) in
 #: fp32 before rounding: ``mul`` = ``fp32(a) * m``; ``add_mul`` = ``(fp32(a) + offset) * m`` (a float
@@ -45,6 +46,12 @@ ROUNDINGS = ("half_even", "half_away")
 #: zero_point)`` rounded once to fp32 (``torch.quantize_per_tensor`` through fbgemm; emulated in
 #: float64, where the product of two fp32 numbers is exact).
 QUANTIZE_MODES = ("f64_div", "f32_div", "f32_mul_inv", "f32_fma_inv")
+#: How :class:`Add` combines its inputs (formulas in its docstring): fp32 multipliers of the
+#: zero-point-free codes; torch's x86/fbgemm kernel (dequantize with a fused multiply-add, add,
+#: multiply by the reciprocal output scale); the same with the dequantization a subtraction and a
+#: multiplication (torch's decomposed quantize/dequantize ops, as pt2e programs run them);
+#: QNNPACK's fixed-point multipliers and shift.
+ADD_MODES = ("f32", "dequant_fma", "dequant_mul", "fixed")
 #: Widest codes on an edge: OverQ's raw lanes of 16-bit activations with both overwrites (3N).
 MAX_CODE_BITS = 48
 
@@ -54,6 +61,19 @@ def round_to_int(v: np.ndarray, rounding: str) -> np.ndarray:
     if rounding == "half_even":
         return np.rint(v, out=v) if v.flags.writeable else np.rint(v)
     return np.trunc(v + np.copysign(np.asarray(0.5, v.dtype), v))
+
+
+def fma_f32(a: Any, b: np.ndarray, c: Any) -> np.ndarray:
+    """``fma(a, b, c)`` of float32 operands rounded once to float32.
+
+    Exact for the operands this module passes (``a`` a float32 scale, ``b`` integer codes of at
+    most 16 bits, ``c`` a float32 multiple of ``ulp(a)`` or 0): ``a * b`` has at most 40
+    significant bits on the grid of ``ulp(a)`` and so has the sum, which float64 then holds
+    exactly, leaving a single rounding to float32.
+    """
+    v = np.float64(np.float32(a)) * np.asarray(b, np.float32).astype(np.float64)
+    v += np.float64(np.float32(c))
+    return v.astype(np.float32)
 
 
 def _clip_codes(v: np.ndarray, zero_point: int, lo: int, hi: int) -> np.ndarray:
@@ -274,9 +294,22 @@ class Quantize(_Codes):
 @dataclass(frozen=True, kw_only=True, eq=False)
 class ArrayLayer(Node):
     """A conv/linear layer computed on the array (:class:`accel.layers.IntLayer`): input codes to
-    the int64 accumulator, per channel ``real = acc * input_scale * weight_scale[o]``."""
+    the int64 accumulator, per channel ``real = acc * input_scale * weight_scale[o]``.
+
+    ``pair_bits`` (None: off) replicates a source runtime that adds the products of a depthwise
+    convolution in pairs of kernel taps saturated to ``pair_bits`` signed bits (fbgemm's depthwise
+    kernel: 16, ``vpmaddubsw``). With taps ``t = i * kw + j`` of output channel o and raw input
+    codes ``x_t`` (padding = the zero point's code)::
+
+        acc_runtime = acc + sum over pairs (t, t + 1), t = 0, 2, 4, ... of
+                      sat_B(x_t w_t + x_(t+1) w_(t+1)) - (x_t w_t + x_(t+1) w_(t+1))
+
+    (a last odd tap pairs with 0). The array itself computes exact products; the executor adds
+    this host-side correction (:meth:`pair_correction`) to the array's accumulator.
+    """
 
     layer: IntLayer
+    pair_bits: int | None = None
     op: ClassVar[str] = "array"
 
     def __post_init__(self) -> None:
@@ -284,6 +317,38 @@ class ArrayLayer(Node):
         if not isinstance(self.layer, IntLayer):
             raise LayerError(f"node {self.name!r}: layer must be an IntLayer, not "
                              f"{type(self.layer).__name__}")
+        if self.pair_bits is not None:
+            _int(self.name, "pair_bits", self.pair_bits, 2, 62)
+            lay = self.layer
+            if lay.kind != "conv2d" or lay.weight.shape[1] != 1 or lay.groups != lay.in_channels:
+                raise LayerError(f"node {self.name!r}: pair_bits applies to depthwise "
+                                 "convolutions (groups = input channels) only")
+
+    def pair_correction(self, codes: np.ndarray) -> np.ndarray:
+        """``acc_runtime - acc`` of the pair saturation (class docstring), int64, the layer's
+        output shape ``[N, O, Ho, Wo]``; one pass per pair of taps."""
+        from accel.lowering import padded_patches
+
+        lay = self.layer
+        _, view = padded_patches(codes, lay)                   # [N, Ho, Wo, C, kh, kw]
+        kh, kw = lay.kernel_size
+        mult = lay.out_channels // lay.in_channels             # outputs per input channel
+        w = lay.weight.reshape(lay.out_channels, kh * kw)
+        lo, hi = code_range(int(self.pair_bits), True)
+        x = view.numpy()                  # float32 codes; every value below is an integer
+        if float(np.abs(x).max(initial=0)) * float(np.abs(w).max()) * kh * kw * 4 >= 2 ** 24:
+            x = x.astype(np.float64)     # float32 would no longer be exact
+        wf = w.astype(x.dtype)
+        out = np.zeros((*x.shape[:3], lay.out_channels), x.dtype)
+
+        def tap(t: int) -> np.ndarray:                          # [N, Ho, Wo, O] products, exact
+            v = x[:, :, :, :, t // kw, t % kw]
+            return (v if mult == 1 else np.repeat(v, mult, axis=3)) * wf[:, t]
+
+        for t in range(0, kh * kw, 2):
+            p = tap(t) if t + 1 == kh * kw else tap(t) + tap(t + 1)
+            out += np.clip(p, lo, hi) - p
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(np.int64)
 
     @property
     def axis(self) -> int:
@@ -306,7 +371,8 @@ class ArrayLayer(Node):
 
     def to_state(self):
         meta = self.layer.to_state()
-        attrs = {"op": self.op, "name": self.name, "inputs": list(self.inputs), "layer": meta["meta"]}
+        attrs = {"op": self.op, "name": self.name, "inputs": list(self.inputs), "layer": meta["meta"],
+                 "pair_bits": self.pair_bits}
         return attrs, {f"layer.{k}": v for k, v in meta["arrays"].items()}
 
 
@@ -512,14 +578,28 @@ class AvgPool(_Window, _Codes):
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Add(_Codes):
-    """Sum of two code tensors (a residual connection) requantized to output codes::
+    """Sum of two code tensors (a residual connection) requantized to output codes, as ``mode``
+    says (:data:`ADD_MODES`)::
 
-        v = fp32(a - za) * ma + fp32(b - zb) * mb        (fp32; ma = s_a / s_y, mb = s_b / s_y)
-        code = clamp(round(v) + zero_point, lo, hi)      (a fused ReLU: lo = zero point)
+        "f32":          v = fp32(a - za) * ma + fp32(b - zb) * mb       (ma = s_a / s_y, mb = s_b / s_y)
+        "dequant_fma":  da = fma(ma, fp32(a), fp32(ma * -za))           (ma = s_a, mb = s_b: the
+                        db = fma(mb, fp32(b), fp32(mb * -zb))            input scales; each fma
+                        v = fp32(fp32(da + db) * fp32(1 / scale))        rounded once to fp32)
+        "dequant_mul":  da = fp32(fp32(a - za) * ma), db likewise        (ma = s_a, mb = s_b)
+                        v = fp32(fp32(da + db) * fp32(1 / scale))
+        "fixed":        v = (ma (a - za) + mb (b - zb)) / 2^shift       (exact integers; ma, mb
+                                                                         integer multipliers)
+        code = clamp(round(v) + zero_point, lo, hi)                      (a fused ReLU: lo = zero point)
+
+    ``dequant_fma`` is torch's quantized add on x86 / fbgemm (its vector kernel); ``dequant_mul``
+    a float add between torch's decomposed dequantize and quantize ops (pt2e); ``fixed`` is
+    QNNPACK's (``rounding="half_away"``). ``rounding`` applies to ``v`` in every mode.
     """
 
     multipliers: tuple[float, float]
     input_zero_points: tuple[int, int] = (0, 0)
+    mode: str = "f32"
+    shift: int = 0
     op: ClassVar[str] = "add"
     arity: ClassVar[int | None] = 2
 
@@ -528,6 +608,13 @@ class Add(_Codes):
         object.__setattr__(self, "multipliers", tuple(float(np.float32(m)) for m in self.multipliers))
         object.__setattr__(self, "input_zero_points",
                            tuple(_int(self.name, "input zero point", z) for z in self.input_zero_points))
+        _choice(self.name, "mode", self.mode, ADD_MODES)
+        object.__setattr__(self, "shift", _int(self.name, "shift", self.shift, 0, 62))
+        if self.mode == "fixed":
+            for m in self.multipliers:
+                if m != int(m) or not 0 <= m < 2 ** 31:
+                    raise LayerError(f"node {self.name!r}: fixed-point multipliers must be "
+                                     f"integers in [0, 2^31), not {self.multipliers}")
 
     def out_type(self, ins):
         for i, (t, z) in enumerate(zip(ins, self.input_zero_points)):
@@ -539,9 +626,36 @@ class Add(_Codes):
 
     def apply(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (za, zb), (ma, mb) = self.input_zero_points, self.multipliers
+        if self.mode == "fixed":
+            acc = (np.asarray(a, np.int64) - za) * int(ma) + (np.asarray(b, np.int64) - zb) * int(mb)
+            return _clip_codes(_shift_round(acc, self.shift, self.rounding), self.zero_point,
+                               self.lo, self.hi)
+        f32 = np.float32
+        if self.mode == "dequant_fma":
+            da = fma_f32(ma, a, f32(ma) * f32(-za))
+            db = fma_f32(mb, b, f32(mb) * f32(-zb))
+            return self._finish((da + db) * (f32(1) / f32(self.scale)))
+        if self.mode == "dequant_mul":
+            da = (np.asarray(a) - za).astype(f32) * f32(ma)
+            db = (np.asarray(b) - zb).astype(f32) * f32(mb)
+            return self._finish((da + db) * (f32(1) / f32(self.scale)))
         v = (np.asarray(a) - za).astype(np.float32) * np.float32(ma)
         v += (np.asarray(b) - zb).astype(np.float32) * np.float32(mb)
         return self._finish(v)
+
+
+def _shift_round(acc: np.ndarray, shift: int, rounding: str) -> np.ndarray:
+    """``round(acc / 2^shift)`` of int64 ``acc``, exactly, as float64 integers (for clipping)."""
+    if shift == 0:
+        return acc.astype(np.float64)
+    q = acc >> shift                                   # floor
+    rem = acc - (q << shift)                           # in [0, 2^shift)
+    half = np.int64(1) << (shift - 1)
+    if rounding == "half_away":
+        up = (rem > half) | ((rem == half) & (acc >= 0))
+    else:
+        up = (rem > half) | ((rem == half) & (q & 1 == 1))
+    return (q + up).astype(np.float64)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

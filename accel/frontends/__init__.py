@@ -3,7 +3,11 @@
 * :mod:`accel.frontends.torch_ao` - PyTorch eager-mode quantized models (``torch.ao``), traced
   with ``torch.fx``, with the engine's requantization (qnnpack or fbgemm) replicated;
 * :mod:`accel.frontends.ptq` - float PyTorch models quantized here (post-training, max
-  calibration), including the built-in random-weight reference networks.
+  calibration), including the built-in random-weight reference networks;
+* :mod:`accel.frontends.pt2e` - torchao pt2e programs (``convert_pt2e``; files saved with
+  ``torch.export.save``, ``.pt2``);
+* :mod:`accel.frontends.brevitas` - Brevitas models (QuantConv2d / QuantLinear / QuantReLU /
+  QuantIdentity, A2Q and A2Q+ weight quantizers), in Python.
 
 The project's own quantization-aware models export with :func:`accel.quant.export.export_graph`.
 
@@ -66,9 +70,10 @@ def _load_graph(path: Path, **_: Any) -> LoadedModel:
 #: Loaders by format name: ``"module:function"`` taking ``(path, **options)``.
 FORMATS: dict[str, str] = {
     "graph": "accel.frontends:_load_graph",
+    "pt2e": "accel.frontends.pt2e:load",
 }
 #: File suffixes and the format each means (an ``.onnx`` file is looked into).
-SUFFIXES: dict[str, str] = {".pt": "graph", ".pth": "graph"}
+SUFFIXES: dict[str, str] = {".pt": "graph", ".pth": "graph", ".pt2": "pt2e"}
 
 
 def detect_format(path: str | Path) -> str:
