@@ -3,7 +3,9 @@
 * :mod:`accel.frontends.torch_ao` - PyTorch eager-mode quantized models (``torch.ao``), traced
   with ``torch.fx``, with the engine's requantization (qnnpack or fbgemm) replicated;
 * :mod:`accel.frontends.ptq` - float PyTorch models quantized here (post-training, max
-  calibration), including the built-in random-weight reference networks.
+  calibration), including the built-in random-weight reference networks;
+* :mod:`accel.frontends.onnx` - ONNX models quantized elsewhere, QDQ and QOperator (what
+  ``onnxruntime.quantization`` writes), with onnxruntime's CPU arithmetic replicated.
 
 The project's own quantization-aware models export with :func:`accel.quant.export.export_graph`.
 
@@ -66,19 +68,30 @@ def _load_graph(path: Path, **_: Any) -> LoadedModel:
 #: Loaders by format name: ``"module:function"`` taking ``(path, **options)``.
 FORMATS: dict[str, str] = {
     "graph": "accel.frontends:_load_graph",
+    "onnx": "accel.frontends.onnx:load_onnx",
 }
 #: File suffixes and the format each means (an ``.onnx`` file is looked into).
-SUFFIXES: dict[str, str] = {".pt": "graph", ".pth": "graph"}
+SUFFIXES: dict[str, str] = {".pt": "graph", ".pth": "graph", ".onnx": "onnx"}
+#: Domains of QONNX's ``Quant`` node (qonnx's own and FINN's older names).
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn", "finn.custom_op.general")
 
 
 def detect_format(path: str | Path) -> str:
-    """The format of a model file, from its suffix (and, for ONNX, its operators)."""
+    """The format of a model file, from its suffix (and, for ONNX, its operators: a ``Quant``
+    node of a QONNX domain means QONNX)."""
     path = Path(path)
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(f"{s} ({f})" for s, f in SUFFIXES.items())
         raise LayerError(f"cannot tell the format of {path} from its suffix {path.suffix!r}; "
                          f"known: {known}; or give --format ({', '.join(FORMATS)})")
+    if fmt == "onnx" and path.is_file():
+        from accel.frontends.onnx_graph import read_onnx
+
+        model = read_onnx(path)
+        if any(n.op_type in ("Quant", "BipolarQuant") and n.domain in QONNX_DOMAINS
+               for n in model.graph.node):
+            return "qonnx"
     return fmt
 
 
