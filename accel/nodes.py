@@ -574,18 +574,22 @@ class AvgPool(_Window, _Codes):
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Add(_Codes):
-    """Sum of two code tensors (a residual connection) requantized to output codes, in one of two
-    fp32 evaluations (``mode``; ``ma = s_a / s_y``, ``mb = s_b / s_y`` as fp32 ``multipliers``)::
+    """Sum of two code tensors (a residual connection) requantized to output codes, in one of three
+    fp32 evaluations (``mode``; fp32 ``multipliers`` ``(ma, mb)``: ``s_a / s_y, s_b / s_y``, or the
+    input scales ``s_a, s_b`` in ``dequant_sum``)::
 
         "sum_products":  v = fp32(a - za) * ma + fp32(b - zb) * mb          (three fp32 roundings)
                          code = clamp(round(v) + zero_point, lo, hi)
         "fma_offset":    c = fp32(zero_point) - fma(ma, za, fp32(mb * zb))  (the zero points folded)
                          v = fma(fp32(a), ma, fma(fp32(b), mb, c))           (raw codes a, b)
                          code = clamp(round(v), lo, hi)
+        "dequant_sum":   v = fp32(fp32(a - za) * ma) + fp32(fp32(b - zb) * mb)   (reals, fp32)
+                         code = clamp(round(fp32(fp32(v / scale) + zero_point)), lo, hi)
 
     ``fma_offset`` is onnxruntime's QLinearAdd (MLAS, x86 AVX2 kernel; the offset's expression as
-    its compiler contracts it); ``fma`` rounds once (:func:`fma_f32`). A fused ReLU: ``lo = zero
-    point``.
+    its compiler contracts it); ``fma`` rounds once (:func:`fma_f32`). ``dequant_sum`` is a float
+    Add of two dequantised tensors and a quantizer after it (qonnx's executor). A fused ReLU:
+    ``lo = zero point``.
     """
 
     multipliers: tuple[float, float]
@@ -593,7 +597,7 @@ class Add(_Codes):
     mode: str = "sum_products"
     op: ClassVar[str] = "add"
     arity: ClassVar[int | None] = 2
-    MODES: ClassVar[tuple[str, ...]] = ("sum_products", "fma_offset")
+    MODES: ClassVar[tuple[str, ...]] = ("sum_products", "fma_offset", "dequant_sum")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -617,6 +621,11 @@ class Add(_Codes):
             c = f32(self.zero_point) - fma_f32(f32(ma), f32(za), f32(mb) * f32(zb))
             v = fma_f32(np.asarray(a).astype(f32), f32(ma),
                         fma_f32(np.asarray(b).astype(f32), f32(mb), c))
+            return _clip_codes(round_to_int(v, self.rounding), 0, self.lo, self.hi)
+        if self.mode == "dequant_sum":
+            v = (np.asarray(a) - za).astype(f32) * f32(ma) + (np.asarray(b) - zb).astype(f32) * f32(mb)
+            v /= f32(self.scale)
+            v += f32(self.zero_point)
             return _clip_codes(round_to_int(v, self.rounding), 0, self.lo, self.hi)
         v = (np.asarray(a) - za).astype(f32) * f32(ma)
         v += (np.asarray(b) - zb).astype(f32) * f32(mb)

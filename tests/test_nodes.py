@@ -236,8 +236,24 @@ def test_add_modes_differ_where_the_roundings_do():
     a, b = np.array([26]), np.array([111])
     assert Add(name="s", inputs=("a", "b"), mode="sum_products", **kw).apply(a, b).tolist() == [100]
     assert Add(name="s", inputs=("a", "b"), mode="fma_offset", **kw).apply(a, b).tolist() == [101]
-    with pytest.raises(LayerError, match="mode must be one of 'sum_products', 'fma_offset'"):
+    with pytest.raises(LayerError, match="mode must be one of 'sum_products', 'fma_offset', "
+                                         "'dequant_sum'"):
         Add(name="s", inputs=("a", "b"), mode="fma", **kw)
+
+
+def test_add_dequant_sum_equals_its_formula():
+    rng = np.random.default_rng(8)
+    f = np.float32
+    for _ in range(20):
+        sa, sb, sy = (f(10 ** rng.uniform(-3, -1)) for _ in range(3))
+        za, zb, zy = (int(v) for v in rng.integers(-8, 8, 3))
+        a, b = rng.integers(-8, 8, 500), rng.integers(-8, 8, 500)
+        node = Add(name="s", inputs=("a", "b"), multipliers=(float(sa), float(sb)),
+                   input_zero_points=(za, zb), scale=float(sy), zero_point=zy, bits=4, signed=True,
+                   lo=zy, mode="dequant_sum")
+        v = (f(a - za) * sa).astype(f) + (f(b - zb) * sb).astype(f)
+        want = np.clip(np.rint(((v.astype(f) / sy).astype(f) + f(zy)).astype(f)), zy, 7)
+        assert np.array_equal(node.apply(a, b), want)
 
 
 def _avg_windows(x, k, s, p):
