@@ -5,7 +5,9 @@
 * :mod:`accel.frontends.ptq` - float PyTorch models quantized here (post-training, max
   calibration), including the built-in random-weight reference networks;
 * :mod:`accel.frontends.onnx` - ONNX models quantized elsewhere, QDQ and QOperator (what
-  ``onnxruntime.quantization`` writes), with onnxruntime's CPU arithmetic replicated.
+  ``onnxruntime.quantization`` writes), with onnxruntime's CPU arithmetic replicated;
+* :mod:`accel.frontends.qonnx` - QONNX models (``Quant`` nodes of any bit width, as Brevitas'
+  ``export_qonnx`` and FINN write them), with qonnx's executor as the reference.
 
 The project's own quantization-aware models export with :func:`accel.quant.export.export_graph`.
 
@@ -69,6 +71,7 @@ def _load_graph(path: Path, **_: Any) -> LoadedModel:
 FORMATS: dict[str, str] = {
     "graph": "accel.frontends:_load_graph",
     "onnx": "accel.frontends.onnx:load_onnx",
+    "qonnx": "accel.frontends.qonnx:load_qonnx",
 }
 #: File suffixes and the format each means (an ``.onnx`` file is looked into).
 SUFFIXES: dict[str, str] = {".pt": "graph", ".pth": "graph", ".onnx": "onnx"}
