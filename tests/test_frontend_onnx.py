@@ -81,6 +81,9 @@ MODELS = {"residual": Residual, "branches": Branches, "tokens": Tokens}
 SHAPE = {"residual": (3, 8, 8), "branches": (3, 8, 8), "tokens": (64,)}
 VARIANTS = [(fmt, pc, act) for fmt in ("QDQ", "QOperator") for pc in (True, False)
             for act in ("QUInt8", "QInt8")]
+#: Models also exported by torch.onnx.export's default (torch.export) path, in two variants.
+DYNAMO = ("branches", "residual")
+DYNAMO_VARIANTS = [("QDQ", True, "QUInt8"), ("QOperator", False, "QInt8")]
 
 
 def _inputs(name, n, seed, spread=1.0):
@@ -111,14 +114,22 @@ def onnx_models(tmp_path_factory):
                               dynamo=False, input_names=["x"], output_names=["y"],
                               dynamic_axes={"x": {0: "n"}}, opset_version=17)
             paths[name, "float"] = fp
-            for fmt, pc, act in VARIANTS:
-                qp = out / f"{name}_{fmt}_{pc}_{act}.onnx"
-                quantization.quantize_static(
-                    str(fp), str(qp), _Reader(name), quant_format=getattr(quantization.QuantFormat, fmt),
-                    per_channel=pc, reduce_range=REDUCE_RANGE,
-                    activation_type=getattr(quantization.QuantType, act),
-                    weight_type=quantization.QuantType.QInt8)
-                paths[name, fmt, pc, act] = qp
+            exports = [("", fp, VARIANTS)]
+            if name in DYNAMO:
+                dp = out / f"{name}_float_dynamo.onnx"
+                torch.onnx.export(model, (torch.from_numpy(_inputs(name, 2, 0)),), str(dp),
+                                  input_names=["x"], output_names=["y"],
+                                  dynamic_shapes={"x": {0: torch.export.Dim("n")}})
+                exports.append(("_dynamo", dp, DYNAMO_VARIANTS))
+            for tag, src, variants in exports:
+                for fmt, pc, act in variants:
+                    qp = out / f"{name}{tag}_{fmt}_{pc}_{act}.onnx"
+                    quantization.quantize_static(
+                        str(src), str(qp), _Reader(name),
+                        quant_format=getattr(quantization.QuantFormat, fmt), per_channel=pc,
+                        reduce_range=REDUCE_RANGE, activation_type=getattr(quantization.QuantType, act),
+                        weight_type=quantization.QuantType.QInt8)
+                    paths[name + tag, fmt, pc, act] = qp
     return paths
 
 
@@ -152,6 +163,21 @@ def test_onnx_codes_equal_onnxruntime(onnx_models, name, fmt, pc, act, record_pr
     assert want[name] <= kinds
     run = Executor(graph, GoldenBackend(_config(graph, pe_acc_bits=32))).run(x)
     assert np.array_equal(run.logits, lm.reference(x)["logits"])      # the float logits too
+
+
+@pytest.mark.parametrize("fmt, pc, act", DYNAMO_VARIANTS)
+def test_onnx_torch_export_path(onnx_models, fmt, pc, act):
+    """torch.onnx.export's default exporter: exact as well; its ReduceMean for adaptive average
+    pooling (float in onnxruntime) is refused with the way out."""
+    lm = load_model(onnx_models["branches_dynamo", fmt, pc, act])
+    x = _inputs("branches", 16, 12, spread=2.0)
+    res = simulate(lm.graph, [(x, None)], GoldenBackend(_config(lm.graph, pe_acc_bits=32)),
+                   reference=lm.reference)
+    assert len(res.layers) == 5
+    assert all(s.agreement["equal"] == s.agreement["compared"] > 0 for s in res.layers)
+    with pytest.raises(LayerError, match=r"\(ReduceMean\): cannot be mapped .* export with "
+                                         r"dynamo=False \(GlobalAveragePool"):
+        load_model(onnx_models["residual_dynamo", fmt, pc, act])
 
 
 @pytest.mark.parametrize("fmt, pc, act", [("QDQ", True, "QUInt8"), ("QOperator", False, "QInt8")])

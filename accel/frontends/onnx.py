@@ -414,6 +414,10 @@ class _Mapper:
         reals = [i for i in n.inputs if self.kind.get(i) == "real"]
         why = (f" (it computes on real values, {reals[0]!r}: a float op, or one onnxruntime runs "
                "in float between DequantizeLinear and QuantizeLinear)") if reals else ""
+        if n.op_type == "ReduceMean":
+            why += ("; torch.onnx.export's torch.export path writes adaptive average pooling as "
+                    "ReduceMean, which onnxruntime computes in float: export with dynamo=False "
+                    "(GlobalAveragePool, which it runs quantized)")
         return self.g.error(n, f"cannot be mapped to the integer graph{why}; supported: {SUPPORTED}")
 
     def op_QuantizeLinear(self, n: OnnxNode) -> None:
