@@ -29,7 +29,7 @@ from accel.config import ArrayConfig  # noqa: E402
 from accel.executor import Executor, simulate  # noqa: E402
 from accel.frontends import detect_format, load_model  # noqa: E402
 from accel.layers import LayerError  # noqa: E402
-from accel.nodes import Add, AvgPool, MaxPool  # noqa: E402
+from accel.nodes import Add, AvgPool, Clamp, Concat, MaxPool, Quantize  # noqa: E402
 
 QUANT = {"po2": (Int8WeightPerTensorFixedPoint, Int8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPoint),
          "float": (Int8WeightPerChannelFloat, Int8ActPerTensorFloat, Uint8ActPerTensorFloat)}
@@ -61,8 +61,38 @@ class Residual(torch.nn.Module):
         return self.fc(self.qp(self.pool(z)).flatten(1))
 
 
-VARIANTS = [("po2", 4, "torchscript"), ("po2", 8, "torchscript"), ("po2", 4, "dynamo"),
-            ("float", 4, "torchscript"), ("float", 8, "torchscript")]
+class Branches(torch.nn.Module):
+    """Two conv branches of one quantizer concatenated, average pooling, a concat of two
+    quantizers requantized, a linear layer with a float (unquantized) bias."""
+
+    def __init__(self, bits, scales):
+        super().__init__()
+        w, a, u = QUANT[scales]
+        common = dict(weight_quant=w, weight_bit_width=bits, bias=True, bias_quant=Int32Bias,
+                      return_quant_tensor=True)
+        self.qi = qnn.QuantIdentity(a, bit_width=bits, return_quant_tensor=True)
+        self.ca = qnn.QuantConv2d(3, 4, 3, padding=1, **common)
+        self.cb = qnn.QuantConv2d(3, 4, 1, **common)
+        self.ra = qnn.QuantReLU(u, bit_width=bits, return_quant_tensor=False)
+        self.rb = qnn.QuantReLU(act_quant=self.ra.act_quant, return_quant_tensor=False)
+        self.qp = qnn.QuantIdentity(u, bit_width=bits, return_quant_tensor=False)
+        self.qs = qnn.QuantIdentity(u, bit_width=bits, return_quant_tensor=False)
+        self.qc = qnn.QuantIdentity(u, bit_width=bits, return_quant_tensor=True)
+        self.fc = qnn.QuantLinear(16 * 4 * 4, 10, bias=True, weight_quant=w, weight_bit_width=bits)
+
+    def forward(self, x):
+        x = self.qi(x)
+        y = torch.cat([self.ra(self.ca(x)), self.rb(self.cb(x))], 1)      # one quantizer
+        p = self.qp(torch.nn.functional.avg_pool2d(y, 2))
+        s = self.qs(torch.nn.functional.max_pool2d(y, 2))
+        return self.fc(self.qc(torch.cat([p, s], 1)).flatten(1))         # two quantizers
+
+
+MODELS = {"residual": Residual, "branches": Branches}
+VARIANTS = [("residual", "po2", 4, "torchscript"), ("residual", "po2", 8, "torchscript"),
+            ("residual", "po2", 4, "dynamo"), ("residual", "float", 4, "torchscript"),
+            ("residual", "float", 8, "torchscript"), ("branches", "po2", 4, "torchscript"),
+            ("branches", "float", 8, "torchscript")]
 
 
 def _inputs(n, seed, spread=1.0):
@@ -78,19 +108,19 @@ def qonnx_models(tmp_path_factory):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for scales, bits, exporter in VARIANTS:
+            for name, scales, bits, exporter in VARIANTS:
                 torch.manual_seed(bits)
-                m = Residual(bits, scales).train()
+                m = MODELS[name](bits, scales).train()
                 for i in range(8):
                     m(torch.from_numpy(_inputs(16, 100 + i)))
                 m.eval()
-                p = out / f"{scales}_{bits}_{exporter}.onnx"
+                p = out / f"{name}_{scales}_{bits}_{exporter}.onnx"
                 if exporter == "dynamo":        # export_qonnx's default: torch.export, batch 1
                     export_qonnx(m, torch.from_numpy(_inputs(1, 0)), export_path=str(p))
                 else:
                     export_qonnx(m, torch.from_numpy(_inputs(1, 0)), export_path=str(p),
                                  dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
-                paths[scales, bits, exporter] = p
+                paths[name, scales, bits, exporter] = p
     finally:
         logging.disable(logging.NOTSET)
     return paths
@@ -113,9 +143,9 @@ def _run(path, batches):
     return lm, res
 
 
-@pytest.mark.parametrize("scales, bits, exporter", [v for v in VARIANTS if v[0] == "po2"])
-def test_qonnx_po2_codes_equal_qonnx(qonnx_models, scales, bits, exporter):
-    path = qonnx_models[scales, bits, exporter]
+@pytest.mark.parametrize("name, scales, bits, exporter", [v for v in VARIANTS if v[1] == "po2"])
+def test_qonnx_po2_codes_equal_qonnx(qonnx_models, name, scales, bits, exporter):
+    path = qonnx_models[name, scales, bits, exporter]
     assert detect_format(path) == "qonnx"
     x = np.concatenate([_inputs(8, 1), _inputs(8, 2, spread=3.0)])
     lm, res = _run(path, [(x, None)])
@@ -124,20 +154,30 @@ def test_qonnx_po2_codes_equal_qonnx(qonnx_models, scales, bits, exporter):
     assert {lay.weight_bits for lay in graph.layers} == {bits}            # the real widths
     assert {lay.act_bits for lay in graph.layers} == {bits}
     kinds = {type(graph.node(n)) for n in lm.extra["observed"]}
-    assert {Add, AvgPool} <= kinds and any(isinstance(n, MaxPool) for n in graph.nodes)
+    want = {"residual": {Add, AvgPool}, "branches": {AvgPool, Clamp, MaxPool}}[name]
+    assert want <= kinds and any(isinstance(n, MaxPool) for n in graph.nodes)
+    if name == "branches":                                       # both kinds of concat
+        cats = [n for n in graph.nodes if isinstance(n, Concat)]
+        assert len(cats) == 2 and any(isinstance(graph.node(i), Quantize) for i in cats[1].inputs)
     for s in res.layers[:-1]:                                # the last layer has no Quant after it
         assert s.agreement["equal"] == s.agreement["compared"] > 0, (s.name, s.agreement)
     run = Executor(graph, GoldenBackend(_config(graph, pe_acc_bits=32))).run(x)
-    assert np.array_equal(run.logits, lm.reference(x)["logits"])
+    want = lm.reference(x)["logits"]
+    if name == "residual":
+        assert np.array_equal(run.logits, want)
+    else:             # the last layer's float bias is rounded to accumulator units: half a step
+        step = graph.layers[-1].acc_scale
+        assert np.all(np.abs(run.logits - want) <= 0.5 * step * (1 + 1e-5)) and not np.array_equal(
+            run.logits, want)
 
 
-@pytest.mark.parametrize("scales, bits, exporter", [v for v in VARIANTS if v[0] == "float"])
-def test_qonnx_float_scales_agreement_is_reported(qonnx_models, scales, bits, exporter,
+@pytest.mark.parametrize("name, scales, bits, exporter", [v for v in VARIANTS if v[1] == "float"])
+def test_qonnx_float_scales_agreement_is_reported(qonnx_models, name, scales, bits, exporter,
                                                   record_property):
     """Float scales: qonnx's fp32 convolutions may put a code on the other side of a rounding
     tie; the graph's codes agree within 1 LSB, nearly all of them exactly."""
     x = np.concatenate([_inputs(32, 3), _inputs(32, 4, spread=3.0)])
-    lm, res = _run(qonnx_models[scales, bits, exporter], [(x[:32], None), (x[32:], None)])
+    lm, res = _run(qonnx_models[name, scales, bits, exporter], [(x[:32], None), (x[32:], None)])
     for s in res.layers[:-1]:
         a = s.agreement
         record_property(f"{bits}bit_{s.name}", f"{a['equal']}/{a['compared']} equal, "
@@ -147,7 +187,7 @@ def test_qonnx_float_scales_agreement_is_reported(qonnx_models, scales, bits, ex
 
 @pytest.mark.parametrize("bits", [4, 8])
 def test_qonnx_narrow_p_equals_per_gemm_reference(qonnx_models, bits):
-    graph = load_model(qonnx_models["po2", bits, "torchscript"]).graph
+    graph = load_model(qonnx_models["residual", "po2", bits, "torchscript"]).graph
     x = _inputs(4, 5, spread=2.0)
     # the widths this data needs (exact extremes), minus one: something overflows
     need = Executor(graph, GoldenBackend(_config(graph, pe_acc_bits=32), extremes=True)).run(x).layers
@@ -173,7 +213,7 @@ def _edit(path, tmp_path, name, change):
 
 
 def test_unsupported_qonnx_nodes_are_named(qonnx_models, tmp_path):
-    src = qonnx_models["po2", 4, "torchscript"]
+    src = qonnx_models["residual", "po2", 4, "torchscript"]
 
     def floor(model):
         q = next(n for n in model.graph.node if n.op_type == "Quant" and "r1" in n.name)

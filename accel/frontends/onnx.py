@@ -47,7 +47,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -56,6 +56,9 @@ from accel.graph import Graph
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.nodes import (Add, ArrayLayer, AvgPool, Clamp, Concat, Dequantize, Input, MaxPool,
                          Node, Quantize, Requantize, Reshape)
+
+if TYPE_CHECKING:
+    from accel.frontends import LoadedModel
 
 __all__ = ["OPTIMIZATION", "SUPPORTED", "SEMANTICS", "fuse_qdq", "from_onnx", "reference",
            "load_onnx", "cpu_has_vnni", "saturation_risk"]
@@ -373,9 +376,16 @@ class _Mapper:
         return dict(stride=tuple(a.get("strides", [1, 1])), padding=tuple(pads[:2]),
                     dilation=tuple(a.get("dilations", [1, 1])))
 
-    def array(self, n: OnnxNode, layer: IntLayer, x_node: str) -> str:
-        node = self.emit(ArrayLayer(name=self.name(n.name), inputs=(x_node,), layer=layer), None, None)
-        return node.name
+    def array(self, n: OnnxNode, src: str, x: _Codes, kind: str, w: np.ndarray, ws: np.ndarray,
+              bias: np.ndarray | None, **geo: Any) -> str:
+        """An array layer named after ``n`` (unique): weights ``w`` in PyTorch's layout with
+        scales ``ws``, the int32 ``bias`` with the input zero point folded in."""
+        name = self.name(n.name)
+        layer = IntLayer(name=name, kind=kind, weight=w, weight_scale=ws.astype(np.float64),
+                         input_scale=x.scale, input_zero_point=x.zero_point, act_bits=8,
+                         act_signed=x.signed, weight_bits=8,
+                         bias=fold_zero_point(bias, w, x.zero_point), **geo)
+        return self.emit(ArrayLayer(name=name, inputs=(src,), layer=layer), None, None).name
 
     def requantize(self, n: OnnxNode, src: str, mult: np.ndarray, y: _Codes, axis: int) -> None:
         self.emit(Requantize(name=self.name(f"{src}.requantize"), inputs=(src,), multiplier=mult,
@@ -442,26 +452,9 @@ class _Mapper:
                                   f"{list(w.shape)}")
         y = self.out_codes(n, 6, 7)
         geo = self.conv_geometry(n, tuple(w.shape[2:]))
-        bias = self.int32_bias(n, 8, w.shape[0])
-        layer = IntLayer(name=self.name_for_layer(n), kind="conv2d", weight=w,
-                         weight_scale=ws.astype(np.float64), input_scale=x.scale,
-                         input_zero_point=x.zero_point, act_bits=8, act_signed=x.signed,
-                         weight_bits=8, bias=fold_zero_point(bias, w, x.zero_point),
+        acc = self.array(n, src, x, "conv2d", w, ws, self.int32_bias(n, 8, w.shape[0]),
                          groups=int(n.attrs.get("group", 1)), **geo)
-        acc = self.array(n, layer, src)
         self.requantize(n, acc, (F32(x.scale) * ws) / F32(y.scale), y, 1)
-
-    def name_for_layer(self, n: OnnxNode) -> str:
-        """The layer's name: the ONNX node's (unique in the graph)."""
-        return n.name
-
-    def _linear(self, n: OnnxNode, src: str, x: _Codes, w: np.ndarray, ws: np.ndarray,
-                bias: np.ndarray | None) -> str:
-        layer = IntLayer(name=self.name_for_layer(n), kind="linear", weight=w,
-                         weight_scale=ws.astype(np.float64), input_scale=x.scale,
-                         input_zero_point=x.zero_point, act_bits=8, act_signed=x.signed,
-                         weight_bits=8, bias=fold_zero_point(bias, w, x.zero_point))
-        return self.array(n, layer, src)
 
     def op_QLinearMatMul(self, n: OnnxNode) -> None:
         src, x = self.codes_in(n, 0, 1, 2)
@@ -470,7 +463,7 @@ class _Mapper:
             raise self.g.error(n, f"its weights must be a constant matrix [K, N], not shape "
                                   f"{list(w.shape)}")
         y = self.out_codes(n, 6, 7)
-        acc = self._linear(n, src, x, w.T, ws, None)
+        acc = self.array(n, src, x, "linear", w.T, ws, None)
         self.requantize(n, acc, (F32(x.scale) * ws) / F32(y.scale), y, -1)
 
     def op_com_microsoft__QGemm(self, n: OnnxNode) -> None:
@@ -483,7 +476,7 @@ class _Mapper:
             raise self.g.error(n, f"its weights must be a constant matrix, not shape {list(w.shape)}")
         w = w if int(a.get("transB", 0)) else w.T
         alpha = F32(a.get("alpha", 1.0))
-        acc = self._linear(n, src, x, w, ws, self.int32_bias(n, 6, w.shape[0]))
+        acc = self.array(n, src, x, "linear", w, ws, self.int32_bias(n, 6, w.shape[0]))
         scale = (alpha * F32(x.scale)) * ws                   # fp32(fp32(alpha * s_a) * s_b)
         if not n.input(7):                                    # float output
             self.emit(Dequantize(name=self.name(f"{acc}.dequantize"), inputs=(acc,),
@@ -523,17 +516,12 @@ class _Mapper:
         if scale.size not in (1, o) or np.any(scale <= 0):
             raise self.g.error(m, f"the dequantisation scale must be positive, one value or one "
                                   f"per output channel ({o}), not shape {list(scale.shape)}")
-        ws = scale.astype(np.float64) / x.scale
+        ws = scale.astype(np.float64) / x.scale          # the weight scale, for the layer's meaning
         if kind == "conv2d":
-            geo = self.conv_geometry(n, tuple(w.shape[2:]))
-            layer = IntLayer(name=self.name_for_layer(n), kind="conv2d", weight=w, weight_scale=ws,
-                             input_scale=x.scale, input_zero_point=x.zero_point, act_bits=8,
-                             act_signed=x.signed, weight_bits=8,
-                             bias=fold_zero_point(None, w, x.zero_point),
-                             groups=int(n.attrs.get("group", 1)), **geo)
-            acc = self.array(n, layer, src)
+            acc = self.array(n, src, x, "conv2d", w, ws, None, groups=int(n.attrs.get("group", 1)),
+                             **self.conv_geometry(n, tuple(w.shape[2:])))
         else:
-            acc = self._linear(n, src, x, w.T, ws, None)
+            acc = self.array(n, src, x, "linear", w.T, ws, None)
         self.skip |= {id(cast[0]), id(m)}
         self.emit(Dequantize(name=self.name(f"{acc}.dequantize"), inputs=(acc,),
                              scale=scale.astype(np.float64), axis=1 if kind == "conv2d" else -1,
@@ -745,7 +733,7 @@ def saturation_risk(graph: Graph) -> list[str]:
     return risky
 
 
-def load_onnx(path: str | Path, **_: Any) -> "LoadedModel":
+def load_onnx(path: str | Path, **_: Any) -> LoadedModel:
     """Load a QDQ or QOperator ``.onnx`` file: the graph and onnxruntime as its reference (when
     onnxruntime is installed)."""
     from accel.frontends import LoadedModel

@@ -28,10 +28,11 @@ float bias adds the bias rounded to accumulator units.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from accel.graph import Graph
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.nodes import (Add, ArrayLayer, AvgPool, Clamp, Concat, Dequantize, Input, MaxPool,
                          Node, Quantize, Requantize, Reshape)
+
+if TYPE_CHECKING:
+    from accel.frontends import LoadedModel
 
 __all__ = ["SUPPORTED", "SEMANTICS", "from_qonnx", "reference", "load_qonnx"]
 
@@ -99,6 +103,7 @@ class _Pending:
 class _Mapper:
     def __init__(self, g: OnnxGraph) -> None:
         self.g = g
+        self.input = ""                            # the graph's Input node
         self.nodes: list[Node] = []
         self.names: set[str] = set()
         self.val: dict[str, Any] = {}              # tensor -> _Codes | _Const | _Pending | "real"
@@ -226,7 +231,8 @@ class _Mapper:
                                      **geo, **common))
         parts = []                                   # concat: each input in the output's codes
         for k, c in enumerate(p.inputs):
-            if (c.scale, c.zero_point) == (common["scale"], common["zero_point"]):
+            if (c.scale, c.zero_point, c.bits, c.signed) == (common["scale"], common["zero_point"],
+                                                              common["bits"], common["signed"]):
                 parts.append(c.node)
                 continue
             dq = self.emit(Dequantize(name=self.name(f"{base}.input{k}.dequantize"), inputs=(c.node,),
@@ -319,8 +325,18 @@ class _Mapper:
         self.val[n.outputs[0]] = _Pending("add", n, inputs=[self.codes(n, 0), self.codes(n, 1)])
 
     def op_Concat(self, n: OnnxNode) -> None:
-        self.val[n.outputs[0]] = _Pending("concat", n, inputs=[self.codes(n, i)
-                                                               for i in range(len(n.inputs))])
+        """Codes of one quantizer concatenate as they are; others wait for the Quant after them."""
+        ins = [self.codes(n, i) for i in range(len(n.inputs))]
+        if all((c.scale, c.zero_point, c.bits, c.signed) == (ins[0].scale, ins[0].zero_point,
+                                                              ins[0].bits, ins[0].signed)
+               for c in ins):
+            node = self.emit(Concat(name=self.name(n.name), inputs=tuple(c.node for c in ins),
+                                    axis=int(n.attrs.get("axis", 1))))
+            self.val[n.outputs[0]] = dataclasses.replace(ins[0], node=node,
+                                                         lo=min(c.lo for c in ins),
+                                                         hi=max(c.hi for c in ins))
+            return
+        self.val[n.outputs[0]] = _Pending("concat", n, inputs=ins)
 
     def _pool(self, n: OnnxNode) -> None:
         self.val[n.outputs[0]] = _Pending("pool", n, inputs=[self.codes(n, 0)])
@@ -390,32 +406,23 @@ class _Mapper:
 
     def output(self, tensor: str) -> str:
         """A graph output: codes dequantised, or an array layer's accumulator dequantised with
-        its scale (a float bias rounded into it)."""
+        its scale (a float bias rounded into the accumulator's int bias first)."""
         v = self.val.get(tensor)
         if isinstance(v, _Codes):
             return self.emit(Dequantize(name=self.name(f"{tensor}.dequantize"), inputs=(v.node,),
                                         scale=[v.scale], zero_point=v.zero_point, mode="f32"))
-        if isinstance(v, _Pending) and v.kind == "acc" and not v.relu:
-            src = v.node
-            if v.offset is not None:
-                lay = next(n for n in self.nodes if n.name == v.node)
-                bias = (0 if lay.layer.bias is None else lay.layer.bias) + np.rint(v.offset).astype(np.int64)
-                lay2 = ArrayLayer(name=lay.name, inputs=lay.inputs,
-                                  layer=_with_bias(lay.layer, np.broadcast_to(bias, (lay.layer.out_channels,))))
-                self.nodes[self.nodes.index(lay)] = lay2
-            return self.emit(Dequantize(name=self.name(f"{src}.dequantize"), inputs=(src,),
-                                        scale=np.broadcast_to(v.acc_scale, (1,) if v.acc_scale.size == 1
-                                                              else v.acc_scale.shape).astype(np.float64),
-                                        axis=1 if self.layer_kind(src) == "conv2d" else -1,
-                                        mode="f32"))
-        raise LayerError(f"{self.g.source}: graph output {tensor!r} is not a quantized tensor or a "
-                         "layer's output; put a Quant before it")
-
-
-def _with_bias(layer: IntLayer, bias: np.ndarray) -> IntLayer:
-    import dataclasses
-
-    return dataclasses.replace(layer, bias=np.array(bias, np.int64))
+        if not (isinstance(v, _Pending) and v.kind == "acc" and not v.relu):
+            raise LayerError(f"{self.g.source}: graph output {tensor!r} is not a quantized tensor "
+                             "or a layer's output; put a Quant before it")
+        i, node = next((i, n) for i, n in enumerate(self.nodes) if n.name == v.node)
+        if v.offset is not None:
+            lay = node.layer
+            bias = np.zeros(lay.out_channels, np.int64) if lay.bias is None else lay.bias
+            bias = bias + np.rint(np.broadcast_to(v.offset, bias.shape)).astype(np.int64)
+            self.nodes[i] = dataclasses.replace(node, layer=dataclasses.replace(lay, bias=bias))
+        return self.emit(Dequantize(name=self.name(f"{v.node}.dequantize"), inputs=(v.node,),
+                                    scale=v.acc_scale.astype(np.float64),
+                                    axis=1 if node.layer.kind == "conv2d" else -1, mode="f32"))
 
 
 def from_qonnx(model: Any, source: str = "model") -> tuple[Graph, dict[str, tuple[str, float, int]]]:
@@ -477,7 +484,7 @@ def reference(model: Any, observed: dict[str, tuple[str, float, int]]
     return run
 
 
-def load_qonnx(path: str | Path, **_: Any) -> "LoadedModel":
+def load_qonnx(path: str | Path, **_: Any) -> LoadedModel:
     """Load a QONNX ``.onnx`` file: the graph and qonnx's executor as its reference (when qonnx
     is installed)."""
     from accel.frontends import LoadedModel
