@@ -244,3 +244,48 @@ def test_qlinear_concat_requantizes_through_the_lookup_table():
         want = _ort(node, [("a", T.UINT8), ("b", T.UINT8)], T.UINT8, inits).run(
             None, {"a": codes.astype(np.uint8), "b": codes.astype(np.uint8)})[0]
         assert isinstance(graph, Graph) and np.array_equal(got, want)
+
+
+def test_qdq_codes_moving_ops_equal_onnxruntime():
+    """DequantizeLinear -> Relu / MaxPool / Clip / Flatten -> QuantizeLinear, with and without a
+    change of scale: on the codes (then requantized), as exact as onnxruntime's float ops."""
+    rng = np.random.default_rng(7)
+    names = ["1", "2", "3", "4"]
+    scales = [F(v) for v in rng.uniform(0.005, 0.05, 4)]
+    zps = [np.uint8(v) for v in rng.integers(0, 256, 4)]
+    inits = {f"s{k}": v for k, v in zip(names, scales)} | {f"z{k}": v for k, v in zip(names, zps)}
+    inits |= {"lo": F(-0.4), "hi": F(0.7)}
+
+    def q(src, k, out):
+        return h.make_node("QuantizeLinear", [src, f"s{k}", f"z{k}"], [out])
+
+    def dq(src, k, out):
+        return h.make_node("DequantizeLinear", [src, f"s{k}", f"z{k}"], [out])
+
+    nodes = [q("x", "1", "a"), dq("a", "1", "ar"), h.make_node("Relu", ["ar"], ["r"]),
+             q("r", "2", "b"), dq("b", "2", "br"),
+             h.make_node("MaxPool", ["br"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+             q("m", "3", "c"), dq("c", "3", "cr"), h.make_node("Clip", ["cr", "lo", "hi"], ["k"]),
+             q("k", "4", "d"), dq("d", "4", "dr"), h.make_node("Flatten", ["dr"], ["f"], axis=1),
+             q("f", "4", "e"), dq("e", "4", "y")]
+    model = _model(nodes, [None, 2, 6, 6], T.FLOAT, inits)
+    graph, _ = from_onnx(model)
+    ops = [n.op for n in graph.nodes]
+    assert "clamp" in ops and "maxpool" in ops and ops.count("quantize") == 4
+    x = rng.normal(0, 2, (64, 2, 6, 6)).astype(F)
+    got, want = _both(model, x)
+    assert got.shape == want.shape == (64, 18) and np.array_equal(got, want)
+
+
+def test_per_channel_weights_along_another_axis_are_refused():
+    sw = np.full(4, 0.01, F)
+    inits = {"s_a": F(0.1), "z_a": np.uint8(0), "w": np.ones((4, 4), np.int8), "sw": sw,
+             "zw": np.zeros(4, np.int8), "sy": F(0.1), "zy": np.uint8(0)}
+    nodes = [h.make_node("QuantizeLinear", ["x", "s_a", "z_a"], ["a"]),
+             h.make_node("DequantizeLinear", ["a", "s_a", "z_a"], ["ar"]),
+             h.make_node("DequantizeLinear", ["w", "sw", "zw"], ["wr"], axis=0),
+             h.make_node("MatMul", ["ar", "wr"], ["m"], name="mm"),
+             h.make_node("QuantizeLinear", ["m", "sy", "zy"], ["y"])]
+    with pytest.raises(Exception, match=r"node 'mm' \(MatMul\): its weights are quantized per "
+                                        r"channel along axis 0; .* \(axis 1\)"):
+        from_onnx(_model(nodes, [None, 4], T.UINT8, inits))

@@ -165,6 +165,8 @@ def _fuse_unit(g: OnnxGraph, n: OnnxNode, dqs: list[OnnxNode], q: OnnxNode) -> l
         return _codes_unit(g, n, ins[0], y)
     domain, qop = _FUSED[op]
     attrs = dict(n.attrs)
+    if op in ("Conv", "Gemm", "MatMul"):
+        _check_weight_axis(g, n, dqs[1])
     if op == "Conv":
         bias = []
         if len(ins) == 3:
@@ -190,6 +192,19 @@ def _fuse_unit(g: OnnxGraph, n: OnnxNode, dqs: list[OnnxNode], q: OnnxNode) -> l
     return [OnnxNode(n.name, qop, domain, inputs, [yc], attrs)]
 
 
+def _check_weight_axis(g: OnnxGraph, n: OnnxNode, dq: OnnxNode) -> None:
+    """Per-channel weight scales must run along the output channels (Conv and Gemm with transB:
+    axis 0 of the weights; MatMul and Gemm without: axis 1)."""
+    if g.constants.get(dq.inputs[1], np.zeros(1)).size <= 1:
+        return
+    want = 0 if n.op_type == "Conv" or (n.op_type == "Gemm" and int(n.attrs.get("transB", 0))) else 1
+    axis = int(dq.attrs.get("axis", 1))
+    rank = g.constants[dq.inputs[0]].ndim if dq.inputs[0] in g.constants else 2
+    if axis % rank != want:
+        raise g.error(n, f"its weights are quantized per channel along axis {axis}; the array "
+                         f"needs one scale per output channel (axis {want})")
+
+
 def _check_bias(g: OnnxGraph, n: OnnxNode, ins: list[tuple[str, str, str]]) -> None:
     """The bias of a fused Conv/Gemm: int32 codes in units of s_x * s_w (what the fused kernel
     adds to its accumulator as they are)."""
@@ -212,19 +227,20 @@ def _codes_unit(g: OnnxGraph, n: OnnxNode, x: tuple[str, str, str], y: tuple[str
     codes change (Relu/Clip: the requantization, then the clamp in the output's codes)."""
     yc = y[0]
     same = _same(g, x, y)
-    requant = [] if same else [
-        OnnxNode(f"{n.name}/dequantize", _DQ, "", list(x), [f"{yc}/real"]),
-        OnnxNode(f"{n.name}/quantize", _Q, "", [f"{yc}/real", y[1], y[2]], [f"{yc}/requant"])]
+
+    def requant(src: str, out: str) -> list[OnnxNode]:
+        return [OnnxNode(f"{n.name}/dequantize", _DQ, "", [src, x[1], x[2]], [f"{yc}/real"]),
+                OnnxNode(f"{n.name}/quantize", _Q, "", [f"{yc}/real", y[1], y[2]], [out])]
+
     if n.op_type in ("Relu", "Clip"):
-        src = x[0] if same else f"{yc}/requant"
         lo, hi = _clip_codes(g, n, y)
         g.constants[f"{yc}/lo"], g.constants[f"{yc}/hi"] = lo, hi
-        return requant + [OnnxNode(n.name, "Clip", "", [src, f"{yc}/lo", f"{yc}/hi"], [yc])]
+        pre = [] if same else requant(x[0], f"{yc}/requant")
+        src = x[0] if same else f"{yc}/requant"
+        return pre + [OnnxNode(n.name, "Clip", "", [src, f"{yc}/lo", f"{yc}/hi"], [yc])]
     moved = OnnxNode(n.name, n.op_type, n.domain, [x[0], *n.inputs[1:]],
                      [yc if same else f"{yc}/moved"], dict(n.attrs))
-    if not same:
-        requant[0].inputs[0] = f"{yc}/moved"
-    return [moved] + requant
+    return [moved] if same else [moved] + requant(f"{yc}/moved", yc)
 
 
 def _clip_codes(g: OnnxGraph, n: OnnxNode, y: tuple[str, str, str]) -> tuple[np.ndarray, np.ndarray]:
