@@ -275,8 +275,9 @@ class _Codes:
 
 
 class _Mapper:
-    """Builds the graph node by node; ``value[tensor]`` is the graph node computing a tensor and
-    ``kind[tensor]`` what it holds (:class:`_Codes`, ``"real"`` or ``("acc", layer)``)."""
+    """Builds the graph node by node; ``value[tensor]`` is the graph node computing an ONNX
+    tensor and ``kind[tensor]`` what it holds (:class:`_Codes` or ``"real"``); ``skip`` holds the
+    nodes an earlier one consumed (the Cast and Mul after an integer op)."""
 
     def __init__(self, g: OnnxGraph) -> None:
         self.g = g
@@ -301,8 +302,8 @@ class _Mapper:
             self.value[tensor], self.kind[tensor] = node.name, kind
         return node
 
-    def scalar(self, n: OnnxNode, i: int, what: str, dtype: Any = None, default: Any = None) -> Any:
-        a = self.g.const(n, i, what, default)
+    def scalar(self, n: OnnxNode, i: int, what: str) -> Any:
+        a = self.g.const(n, i, what)
         if a.size != 1:
             raise self.g.error(n, f"its {what} must be one value (per tensor), not shape "
                                   f"{list(a.shape)}")
