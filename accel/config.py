@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from accel.arith import code_range
+
 __all__ = ["ConfigError", "OverQConfig", "ArrayConfig", "add_config_arguments", "config_from_args"]
 
 #: Version of the serialised form; part of the hash so that a format change never reuses a cache.
@@ -172,33 +174,38 @@ class ArrayConfig:
         """Width of ``x_addr`` / ``y_addr``: max(1, log2(acc_depth))."""
         return max(1, (self.acc_depth - 1).bit_length())
 
+    @property
+    def acc_word_bits(self) -> int:
+        """Bits of one accumulator memory word: C lanes of Q bits plus 2C sticky flags."""
+        return self.cols * self.out_bits + 2 * self.cols
+
     # --- operand ranges -------------------------------------------------------------------
     @property
     def act_range(self) -> tuple[int, int]:
         """Inclusive range of an activation code on the array (N bits, the declared sign)."""
-        return _int_range(self.act_bits, self.act_signed)
+        return code_range(self.act_bits, self.act_signed)
 
     @property
     def lane_range(self) -> tuple[int, int]:
         """Inclusive range of a raw lane code on ``x_data`` (unsigned W bits with OverQ)."""
         if self.overq is None:
             return self.act_range
-        return _int_range(self.lane_bits, False)
+        return code_range(self.lane_bits, False)
 
     @property
     def weight_range(self) -> tuple[int, int]:
         """Inclusive range of a weight (signed M bits, -2^(M-1) included)."""
-        return _int_range(self.weight_bits, True)
+        return code_range(self.weight_bits, True)
 
     @property
     def pe_range(self) -> tuple[int, int]:
         """Inclusive range of a P-bit partial sum."""
-        return _int_range(self.pe_acc_bits, True)
+        return code_range(self.pe_acc_bits, True)
 
     @property
     def out_range(self) -> tuple[int, int]:
         """Inclusive range of a Q-bit accumulator value (and of a bias)."""
-        return _int_range(self.out_bits, True)
+        return code_range(self.out_bits, True)
 
     # --- identity and (de)serialisation -----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -269,10 +276,6 @@ class ArrayConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a table of fields")
         return cls.from_dict(data)
-
-
-def _int_range(bits: int, signed: bool) -> tuple[int, int]:
-    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
 
 
 def _toml_value(v: Any) -> str:

@@ -74,7 +74,7 @@ def padded_patches(codes: np.ndarray, layer: IntLayer) -> tuple["torch.Tensor", 
     x = torch.from_numpy(np.ascontiguousarray(codes, dtype=np.float32))
     x = F.pad(x, (pw, pw, ph, ph), value=float(layer.input_zero_point))
     n, c, hp, wp = x.shape
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    ho, wo = conv_output_size(hp, kh, sh, 0, dh), conv_output_size(wp, kw, sw, 0, dw)
     return x, x.as_strided((n, ho, wo, c, kh, kw), (c * hp * wp, sh * wp, sw, hp * wp, dh * wp, dw))
 
 

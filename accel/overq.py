@@ -33,8 +33,9 @@ from enum import IntEnum
 import numpy as np
 
 from accel.config import ArrayConfig, ConfigError
-from accel.golden import (GemmResult, _as_int_matrix, _check_range, accumulate_folds, check_operands,
-                          reference_output, reference_result)
+from accel.arith import GemmResult, as_int_matrix, check_operands, check_range, fold_count
+from accel.reference import reference_output, reference_result
+from accel.steps import accumulate_folds
 
 __all__ = ["LaneTag", "Fate", "OverQStats", "EncodedLanes", "tag_shifts", "encode", "decode",
            "overq_stats", "overq_gemm", "reference_encode", "reference_overq_gemm"]
@@ -177,8 +178,8 @@ def encode(x: object, config: ArrayConfig) -> EncodedLanes:
         When ``x`` is not a 2-D integer array or a code lies outside ``config.lane_range``.
     """
     _require_overq(config, "encode")
-    x = _as_int_matrix("x", x, "[T, K]")
-    _check_range("x", x, *config.lane_range, f"the unsigned {config.lane_bits}-bit OverQ lane range")
+    x = as_int_matrix("x", x, "[T, K]")
+    check_range("x", x, *config.lane_range, f"the unsigned {config.lane_bits}-bit OverQ lane range")
     return _encode(x, config)
 
 
@@ -186,7 +187,7 @@ def _encode(x: np.ndarray, config: ArrayConfig) -> EncodedLanes:
     """:func:`encode` on validated int64 codes."""
     t, k = x.shape
     r = config.rows
-    folds = -(-k // r)
+    folds = fold_count(k, r)
     raw = np.zeros((t, folds * r), dtype=np.int64)
     raw[:, :k] = x
     parts = _encode_folds(raw.reshape(t * folds, r), config)

@@ -1,79 +1,117 @@
-"""Block screen: a whole layer's array result from block sums, the golden arithmetic only where needed.
+"""The screen: one bound that proves most partial sums cannot leave their range (SPEC section 2).
 
 By SPEC section 2 an output's result differs from the exact dot product (and raises a flag) only
-if one of its PE steps leaves P bits or one of its accumulator steps leaves Q bits. The screen
-proves that most outputs do neither, without stepping through folds:
+if one of its PE steps leaves P bits or one of its accumulator steps leaves Q bits. The bound:
+every prefix of a run of products lies between the sum of its negative products ``neg`` and the
+sum of its positive products ``pos`` (:func:`sign_sums`, :func:`beyond`, :func:`pe_risky`).
+The golden model, the fast values path of the executor and the per-fold checks of the stepping
+(:mod:`accel.steps`) all decide with these three functions; :func:`screen` applies them to a
+whole layer (any :class:`accel.operand.Operand`) in levels:
 
-1. The reduction rows of each group are cut into blocks of whole input channels, about
-   ``BLOCK_FOLDS`` folds each. Per block, the sums of the positive products ``pos`` and of the
-   negative products ``neg`` of every output (:meth:`accel.patches.Patches.block_sums`: one conv
-   or matmul, float32, exact) bound every partial sum inside it: a PE prefix of a fold inside the
-   block lies in ``[neg, pos]`` (a fold that straddles two blocks: in the sum of both), an
-   accumulator value at a fold boundary inside it in ``A + [neg, pos]``, where ``A`` is the exact
-   bias plus every earlier block.
-2. Outputs whose bound leaves a range in a block are *refined* there: their products over the
+0. the whole GEMM: the largest |code| times each fold's (and the whole row's) l1 norm; when that
+   clears P and Q for every output the result is the exact sum (one matmul or conv);
+1. blocks of whole input channels, about ``BLOCK_FOLDS`` folds each: ``pos`` and ``neg`` of every
+   output (:meth:`Operand.block_sums`, one matmul or conv per block) bound every PE prefix of a
+   fold inside the block (a fold that straddles two blocks: the sum of both), and ``A + [neg,
+   pos]`` every accumulator value at a fold edge inside it, where ``A`` is the exact bias plus
+   every earlier block;
+2. outputs whose bound leaves a range in a block are *refined* there: their products over the
    folds that touch the block (gathered, or one matmul per fold for vectors with many of them)
-   give the exact fold sums and, where the block flagged PE, per-fold bounds.
-3. Outputs still at risk run through :func:`accel.golden.pair_outputs` from the fold edge where
-   their risk begins (every step before it is exact and in range); every other output is the
-   exact sum with no event.
+   give the exact fold sums and, where the block flagged PE, per-fold bounds;
+3. what is left is returned: outputs with the fold edge where their risk begins and the exact
+   accumulator value there (``todo``), and vectors most of whose outputs are at risk (``dense``),
+   for the golden stepping (:func:`accel.golden.resolve`).
 
-The result equals :func:`accel.golden.gemm` on the lowered GEMMs, output for output (tests prove
-it). Comparisons run in float32 while every threshold and every ``A`` stays within 2^24 (integers
-are exact there, and rounding is monotone, so no comparison against a threshold can flip), else in
-float64.
+Comparisons run in float32 while every threshold and every ``A`` stays within 2^24 (integers are
+exact there, and rounding is monotone, so no comparison against a threshold can flip), else in
+float64; block sums in float32 while a block's sums stay below 2^24, else float64. Above Q = 52
+bits the screen does not run: every vector is returned as ``dense``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import gcd
+from typing import Any
 
 import numpy as np
 
-from accel.config import ArrayConfig
-from accel.golden import check_operands, pair_chunk, pair_outputs
-from accel.patches import Patches, exact_float32
+from accel.arith import chunk_rows, exact_matmul, fold_count
+from accel.operand import F32_EXACT, Operand, flat, index
 
-__all__ = ["ScreenResult", "block_edges", "screen_layer", "BLOCK_FOLDS"]
+__all__ = ["sign_sums", "beyond", "pe_risky", "ScreenResult", "screen", "block_edges",
+           "BLOCK_FOLDS", "DENSE_RATIO", "DENSE_ROW_SHARE"]
 
 #: Folds per block: finer blocks refine fewer outputs but cost more, smaller convs.
 BLOCK_FOLDS = 9
 #: A block's outputs at risk are refined by matmuls over every output channel of their vectors
 #: (instead of gathered products) when there are at least 1/DENSE_RATIO of those channels per vector.
 DENSE_RATIO = 64
-#: Largest number of float32 fold sums (folds x vectors x channels) a dense refinement holds at once.
+#: A vector with at least this share of a group's outputs at risk in a block leaves the screen
+#: whole: the golden stepping runs it fold by fold without gathering (:func:`accel.steps.accumulate_folds`).
+DENSE_ROW_SHARE = 0.25
+#: Largest number of fold sums (folds x vectors x channels) a dense refinement holds at once.
 DENSE_CHUNK = 1 << 24
-_F32_EXACT = 1 << 24
+#: Widest Q the screen runs for (its exact running sums are float64).
+MAX_SCREEN_Q = 52
 
 
-@dataclass(frozen=True)
+def sign_sums(x: np.ndarray, w: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact sums of the positive and of the negative products of ``x[T, R] . w[R, C]`` (int64).
+
+    Every prefix of the products lies between the two. One matmul
+    (``[x+ | x-] . [[w+, w-], [w-, w+]]``; unsigned codes need only ``x . [w+ | w-]``); ``bound``
+    bounds every partial sum (float64 BLAS below 2^53).
+    """
+    wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+    if x.size and x.min() < 0:
+        xs = np.concatenate([np.maximum(x, 0), np.minimum(x, 0)], axis=1)
+        ws = np.block([[wp, wn], [wn, wp]])
+    else:
+        xs, ws = x, np.concatenate([wp, wn], axis=1)
+    both = exact_matmul(xs, ws, bound)
+    return both[:, :w.shape[1]], both[:, w.shape[1]:]
+
+
+def beyond(low: np.ndarray, high: np.ndarray, value_range: tuple[int, int]) -> np.ndarray:
+    """Where values known to lie in ``[low, high]`` may leave ``value_range`` (inclusive): the one
+    test every level of the screen, the golden model and its stepping decide with."""
+    lo, hi = value_range
+    return (high > hi) | (low < lo)
+
+
+def pe_risky(pos: np.ndarray, neg: np.ndarray, config: Any) -> np.ndarray:
+    """Where a run of products with these positive / negative sums may take a P-bit partial sum
+    out of range (started from 0): every prefix lies in ``[neg, pos]``."""
+    return beyond(neg, pos, config.pe_range)
+
+
+@dataclass
 class ScreenResult:
-    """The array's result of one layer (all groups) and its overflow statistics.
+    """What the screen proved about one layer, and what it left to the golden stepping.
 
     Attributes
     ----------
-    acc : int64
-        Q-bit accumulator results in the layer's output shape.
-    pe_events, acc_events : int
-        PE and accumulator overflow events over all outputs.
-    pe_outputs, acc_outputs, affected_outputs : int
-        Outputs with a PE event, with an accumulator event, with either.
-    mismatches : int
-        Outputs whose result differs from the exact dot product plus bias.
-    refined, resolved : int
-        (output, block) pairs refined, outputs run through the golden arithmetic.
+    exact : int64 [*lead, O]
+        The exact sums ``bias + x . w`` of every output (no widths); the array's result wherever
+        the output is neither in ``todo`` nor in a ``dense`` vector.
+    todo : list of (t, o, e0, start)
+        Outputs ``(t[i], o[i])`` at risk from fold edge ``e0`` on, with the exact accumulator value
+        ``start[i]`` there (every step before is exact and in range).
+    dense : bool [groups, T]
+        Vectors whose outputs of a group are stepped whole, from fold 0 (the ``todo`` entries of
+        such a vector and group are included in it).
+    refined : int
+        (output, block) pairs refined at fold level.
+    level : int
+        The deepest level that ran (0: the whole-GEMM bound cleared every output).
     """
 
-    acc: np.ndarray
-    pe_events: int
-    acc_events: int
-    pe_outputs: int
-    acc_outputs: int
-    affected_outputs: int
-    mismatches: int
-    refined: int
-    resolved: int
+    exact: np.ndarray
+    todo: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = field(default_factory=list)
+    dense: np.ndarray | None = None
+    refined: int = 0
+    level: int = 0
 
 
 def block_edges(k: int, kk: int, rows: int, max_rows: int) -> list[int] | None:
@@ -81,7 +119,7 @@ def block_edges(k: int, kk: int, rows: int, max_rows: int) -> list[int] | None:
 
     Blocks hold whole input channels (``kk`` rows each): about ``BLOCK_FOLDS`` folds of ``rows``,
     a multiple of the fold height where one fits, at least one fold (so that a fold touches two
-    blocks at most) and at most ``max_rows`` (float32 exactness).
+    blocks at most) and at most ``max_rows`` (exactness of the block sums).
     """
     size = min(BLOCK_FOLDS * rows, max_rows) // kk * kk
     size = max(size, -(-rows // kk) * kk)
@@ -93,113 +131,147 @@ def block_edges(k: int, kk: int, rows: int, max_rows: int) -> list[int] | None:
     return list(range(0, k, size)) + [k]
 
 
-def screen_layer(patches: Patches, config: ArrayConfig) -> ScreenResult | None:
-    """The array's result of the layer behind ``patches``, or None where the screen cannot run.
+def _whole_gemm_clear(op: Operand, bias: np.ndarray, config: Any) -> bool:
+    """Level 0: the largest |code| times every fold's l1 norm stays inside P bits and, with the
+    bias, times every row's l1 norm inside Q bits (exact Python integers)."""
+    lo, hi = op.code_span()
+    amax = max(hi, -lo)
+    aw = np.abs(op.w2)                                                      # [O, K]
+    fold_l1 = np.add.reduceat(aw, np.arange(0, op.shape.k, config.rows), axis=1)
+    if amax * int(fold_l1.max(initial=0)) > config.pe_range[1]:
+        return False
+    row = np.abs(bias.astype(object)) + amax * aw.sum(axis=1).astype(object)
+    return max(row, default=0) <= config.out_range[1]
 
-    None (use :func:`accel.golden.gemm` on the lowered GEMMs instead) with OverQ lanes, Q > 52,
-    no output, or operands so wide that one block of a fold's height cannot be summed exactly in
-    float32. Weights and bias are checked like :func:`accel.golden.check_operands`.
+
+def screen(op: Operand, bias: np.ndarray, config: Any) -> ScreenResult:
+    """Screen every output of the layer behind ``op`` with the bias ``bias[O]`` (int64, fits Q).
+
+    Returns the exact sums and what may still overflow (module docstring). Plain lanes only: OverQ
+    steps are encoded lanes, which the block sums do not describe.
     """
-    import torch
-
-    layer, sh = patches.layer, patches.shape
-    o = layer.out_channels
-    bias = np.zeros(o, np.int64) if layer.bias is None else layer.bias
-    for g in range(sh.groups):
-        check_operands(np.zeros((1, sh.k), np.int64), patches.w2[g * sh.o:(g + 1) * sh.o].T, config,
-                       bias[g * sh.o:(g + 1) * sh.o])
-    if config.overq is not None or config.out_bits > 52 or sh.t == 0:
-        return None
-    lo, hi = patches.code_span()
-    llo, lhi = config.lane_range
-    if lo < llo or hi > lhi:
-        raise ValueError(f"input codes (padding included) span [{lo}, {hi}], outside the "
-                         f"{'signed' if config.act_signed else 'unsigned'} {config.lane_bits}-bit "
-                         f"lane range [{llo}, {lhi}]; operands are rejected, never wrapped")
-    p_lo, p_hi = config.pe_range
-    q_lo, q_hi = config.out_range
-    prod_max = max(1, max(hi, -lo) * int(np.abs(patches.w2).max()))
-    edges = block_edges(sh.k, patches.kk, config.rows, (_F32_EXACT - 1) // prod_max)
+    g, t = op.shape.groups, op.shape.t
+    if config.out_bits > MAX_SCREEN_Q:
+        return ScreenResult(op.exact_sums() + bias, dense=np.ones((g, t), bool), level=3)
+    if t == 0 or _whole_gemm_clear(op, bias, config):
+        return ScreenResult(op.exact_sums() + bias)
+    lo, hi = op.code_span()
+    prod_max = max(1, max(hi, -lo) * int(np.abs(op.w2).max(initial=0)))
+    block_dtype = np.float32
+    edges = block_edges(op.shape.k, op.kk, config.rows, (F32_EXACT - 1) // prod_max)
     if edges is None:
-        return None
-    dt = torch.float32 if max(-p_lo, -q_lo) <= _F32_EXACT // 2 else torch.float64
-    with exact_float32():
-        screen = _Screen(patches, config, bias, dt)
-        if not screen.run(edges):
-            screen = _Screen(patches, config, bias, torch.float64)   # A left float32's exact range
-            screen.run(edges)
-        return screen.finish()
+        block_dtype = np.float64
+        edges = block_edges(op.shape.k, op.kk, config.rows, (1 << 53) // prod_max)
+    p_lo, q_lo = config.pe_range[0], config.out_range[0]
+    small = max(-p_lo, -q_lo) <= F32_EXACT // 2 and block_dtype == np.float32
+    res = _Blocks(op, config, bias, np.float32 if small else np.float64, block_dtype).run(edges)
+    if res is None:                      # A left float32's exact range: again in float64
+        res = _Blocks(op, config, bias, np.float64, block_dtype).run(edges)
+    return res
 
 
-def _physical(t: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
-    """``t`` with its dimensions in memory order (contiguous for a dense tensor): reductions over
-    every element run several times faster than on the strided view."""
-    return t.permute(sorted(range(t.dim()), key=lambda d: -t.stride(d)))
+class _Blocks:
+    """Levels 1 and 2 of one screen: ``A`` (exact running sums), the outputs that left it.
 
+    The block-wide arrays (block sums, ``A``, masks) are the operand's own kind
+    (:attr:`Operand.ops`: numpy for a :class:`~accel.operand.Matrix`, torch for
+    :class:`~accel.operand.Patches`, whose element-wise passes then run on every core); what
+    leaves a block (outputs at risk, their values) is numpy.
+    """
 
-class _Screen:
-    """State of one screen: ``A`` (exact running sums), outputs sent to the golden arithmetic."""
-
-    def __init__(self, patches: Patches, config: ArrayConfig, bias: np.ndarray, dtype) -> None:
-        import torch
-
-        self.p, self.config, self.bias, self.dtype = patches, config, bias, dtype
-        self.acc = patches.new_acc(dtype)
-        self.acc.copy_(torch.tensor(bias, dtype=dtype))
-        self.golden = patches.new_acc(torch.bool).fill_(False)   # outputs sent to golden
-        self.todo: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []   # (t, o, e0, A at e0)
+    def __init__(self, op: Operand, config: Any, bias: np.ndarray, dtype: type,
+                 block_dtype: type) -> None:
+        self.op, self.config, self.bias = op, config, bias
+        self.dtype, self.block_dtype = dtype, block_dtype
+        self.ops = op.ops
+        self.acc = op.new_acc(dtype)
+        self.ops.fill(self.acc, bias)
+        self.done = self.ops.zeros_bool(self.acc)               # outputs that left the screen
+        self.dense = np.zeros((op.shape.groups, op.shape.t), dtype=bool)
+        self.todo: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []
         self.refined = 0
 
-    def run(self, edges: list[int]) -> bool:
-        """Screen every block; False when ``A`` left float32's exact range (rerun in float64)."""
-        import torch
+    def run(self, edges: list[int]) -> ScreenResult | None:
+        """Screen every block; None when ``A`` left float32's exact range (rerun in float64).
 
+        A block whose largest positive and smallest negative sums, added to the extremes of
+        ``A``, stay inside Q bits cannot move any accumulator out of range: the per-output bounds
+        ``A + [neg, pos]`` are only formed for the other blocks."""
         p_lo, p_hi = self.config.pe_range
         q_lo, q_hi = self.config.out_range
-        r = self.config.rows
+        r, ops = self.config.rows, self.ops
         prev = bounds = None
+        a_lo, a_hi = float(self.bias.min(initial=0)), float(self.bias.max(initial=0))
         for k0, k1 in zip(edges[:-1], edges[1:]):
-            pn = self.p.block_sums(k0, k1).to(self.dtype)          # [..., 2, O]: pos, neg
-            if prev is not None and k0 % r:    # a fold straddles k0: its bound spans both blocks
-                pe = pn + prev
-            else:
-                pe = pn
-            pe_lo, pe_hi = torch.aminmax(_physical(pe))   # min(neg), max(pos)
-            if bounds is None:
-                bounds = torch.empty_like(pn)
-            torch.add(self.acc.unsqueeze(-2), pn, out=bounds)       # A + pos, A + neg
-            lo, hi = (float(v) for v in torch.aminmax(_physical(bounds)))   # min(A+neg), max(A+pos)
-            if self.dtype == torch.float32 and max(hi, -lo) >= _F32_EXACT:
-                return False
-            acc_out, pe_out = hi > q_hi or lo < q_lo, float(pe_hi) > p_hi or float(pe_lo) < p_lo
+            pn = ops.cast(self.op.block_sums(k0, k1, self.block_dtype), self.dtype)
+            n_lo, p_top = ops.minmax(pn)                          # min(neg), max(pos)
+            straddle = prev is not None and k0 % r                # a fold spans both blocks
+            pe = pn + prev if straddle else pn
+            pe_lo, pe_hi = ops.minmax(pe) if straddle else (n_lo, p_top)
+            acc_out = a_hi + p_top > q_hi or a_lo + n_lo < q_lo   # coarse: extremes of A
+            if acc_out:
+                if bounds is None:
+                    bounds = ops.empty_like(pn)
+                ops.add(self.acc[..., None, :], pn, out=bounds)   # A + pos, A + neg
+                lo, hi = ops.minmax(bounds)                       # min(A + neg), max(A + pos)
+                if self.dtype == np.float32 and max(hi, -lo) >= F32_EXACT:
+                    return None
+                acc_out = hi > q_hi or lo < q_lo
+            pe_out = pe_hi > p_hi or pe_lo < p_lo
             if acc_out or pe_out:
-                pe_risky = (pe[..., 0, :] > p_hi) | (pe[..., 1, :] < p_lo) if pe_out else None
-                risky = (bounds[..., 0, :] > q_hi) | (bounds[..., 1, :] < q_lo)
-                risky = (risky | pe_risky) if pe_out else risky
-                risky &= ~self.golden
-                t, oc = self.p.flat(risky.nonzero())
+                pe_flag = pe_risky(pe[..., 0, :], pe[..., 1, :], self.config) if pe_out else None
+                if acc_out:
+                    risky = beyond(bounds[..., 1, :], bounds[..., 0, :], self.config.out_range)
+                    if pe_out:
+                        risky |= pe_flag
+                else:
+                    risky = pe_flag
+                risky &= ~self.done
+                t, oc = flat(self.op.lead, ops.numpy(risky))
                 if t.size:
-                    pe_flag = (pe_risky[self.p.index(t, oc)].numpy() if pe_out
-                               else np.zeros(t.size, bool))
-                    self._refine(t, oc, pe_flag, k0, k1)
-            torch.add(bounds[..., 0, :], pn[..., 1, :], out=self.acc)   # A + pos + neg, exact
+                    t, oc = self._dense_rows(t, oc)
+                if t.size:
+                    flags = (ops.numpy(pe_flag[index(self.op.lead, t, oc)]) if pe_out
+                             else np.zeros(t.size, bool))
+                    self._refine(t, oc, flags, k0, k1)
+            ops.add(self.acc, pn[..., 0, :], out=self.acc)        # A + pos + neg, exact
+            ops.add(self.acc, pn[..., 1, :], out=self.acc)
+            a_lo, a_hi = ops.minmax(self.acc)
+            if self.dtype == np.float32 and max(a_hi, -a_lo) >= F32_EXACT:
+                return None
             prev = pn
-        return True
+        return ScreenResult(ops.int64(self.acc), self.todo, self.dense, self.refined, 2)
+
+    def _dense_rows(self, t: np.ndarray, oc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Send every (vector, group) with ``DENSE_ROW_SHARE`` of its outputs at risk to the dense
+        stepping whole; return the other outputs at risk."""
+        og, g = self.op.shape.o, self.op.shape.groups
+        key = t * g + oc // og
+        counts = np.bincount(key, minlength=self.op.shape.t * g)
+        whole = (counts > 0) & (counts >= DENSE_ROW_SHARE * og)
+        if not whole.any():
+            return t, oc
+        rows, groups = np.divmod(np.flatnonzero(whole), g)
+        self.dense[groups, rows] = True
+        chans = (groups[:, None] * og + np.arange(og)[None, :]).ravel()
+        self.done[index(self.op.lead, np.repeat(rows, og), chans)] = True
+        keep = ~whole[key]
+        return t[keep], oc[keep]
 
     def _refine(self, t: np.ndarray, oc: np.ndarray, pe_flag: np.ndarray, k0: int, k1: int) -> None:
         """Exact fold sums of outputs ``(t, oc)`` over the folds touching ``[k0, k1)``; outputs
-        whose PE or accumulator steps there may leave their range go to the golden arithmetic.
+        whose PE or accumulator steps there may leave their range go to ``todo``.
 
         Only outputs with ``pe_flag`` need per-fold PE bounds: for the others the block's bound
         already keeps every PE step of those folds inside P bits."""
-        p_lo, p_hi = self.config.pe_range
-        q_lo, q_hi = self.config.out_range
-        r, k = self.config.rows, self.p.shape.k
-        e0, e1 = k0 // r * r, min(k, -(-k1 // r) * r)        # whole folds
-        a0 = self.acc[self.p.index(t, oc)].double().numpy().astype(np.int64)   # exact: A at k0
+        r, k = self.config.rows, self.op.shape.k
+        e0, e1 = k0 // r * r, min(k, fold_count(k1, r) * r)  # whole folds
+        lead = self.op.lead
+        a0 = np.rint(self.ops.numpy(self.acc[index(lead, t, oc)])).astype(np.int64)   # A at k0
         rows = np.unique(t)
-        dense = self.p.shape.groups == 1 and t.size * DENSE_RATIO >= rows.size * self.p.shape.o
-        step = pair_chunk(e1 - e0) if not dense else max(1, DENSE_CHUNK // ((e1 - e0) * self.p.shape.o))
+        o = self.op.shape.o
+        dense = self.op.shape.groups == 1 and t.size * DENSE_RATIO >= rows.size * o
+        step = (max(1, DENSE_CHUNK // ((e1 - e0) * o)) if dense else chunk_rows(e1 - e0))
         for i0 in range(0, (rows if dense else t).size, step):
             if dense:   # every output of a few vectors: matmuls per fold
                 rc = rows[i0:i0 + step]
@@ -212,71 +284,47 @@ class _Screen:
                 tc, occ, pe = t[sel], oc[sel], pe_flag[sel]
                 s, pos, pre = self._fold_sums_gathered(tc, occ, e0, e1, k0, pe.any())
             start = a0[sel] - pre                                          # A at fold edge e0
-            run = start[:, None] + np.cumsum(s.astype(np.int64), axis=1)  # A after each fold
-            bad = (run > q_hi).any(axis=1) | (run < q_lo).any(axis=1)
+            run = start[:, None] + np.cumsum(s, axis=1)                    # A after each fold
+            bad = beyond(run, run, self.config.out_range).any(axis=1)
             if pos is not None:
-                bad |= pe & ((pos > p_hi) | (s - pos < p_lo)).any(axis=1)
-            if bad.any():   # no event before fold edge e0: the golden arithmetic starts there
-                self.golden[self.p.index(tc[bad], occ[bad])] = True
+                bad |= pe & pe_risky(pos, s - pos, self.config).any(axis=1)
+            if bad.any():   # no event before fold edge e0: the golden stepping starts there
+                self.done[index(lead, tc[bad], occ[bad])] = True
                 self.todo.append((tc[bad], occ[bad], e0, start[bad]))
         self.refined += t.size
 
     def _fold_sums_gathered(self, t: np.ndarray, oc: np.ndarray, e0: int, e1: int, k0: int,
                             with_pos: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Per output: fold sums over folds ``[e0, e1)`` ``[n, F]``, their positive-product sums
-        (``with_pos``, else None) and the sum of its products over ``[e0, k0)``. float32 is
-        exact: block_edges keeps a fold's products below 2^24 in sum."""
-        r = self.config.rows
-        nf = -(-(e1 - e0) // r)
-        prods = self.p.take(t, oc, e0, e1) * self.p.weights(oc, e0, e1)
+        """Per output: fold sums over folds ``[e0, e1)`` (int64 ``[n, F]``), their
+        positive-product sums (``with_pos``, else None) and the sum of its products over
+        ``[e0, k0)``. The block dtype is exact: block_edges keeps a fold's products in range."""
+        r, dt = self.config.rows, self.block_dtype
+        nf = fold_count(e1 - e0, r)
+        prods = self.op.take(t, oc, e0, e1, dt) * self.op.weights(oc, e0, e1, dt)
         if prods.shape[1] < nf * r:
             prods = np.pad(prods, ((0, 0), (0, nf * r - prods.shape[1])))
         p3 = prods.reshape(t.size, nf, r)
-        return (p3.sum(axis=2), np.maximum(p3, 0).sum(axis=2) if with_pos else None,
+        pos = np.maximum(p3, 0).sum(axis=2).astype(np.int64) if with_pos else None
+        return (p3.sum(axis=2).astype(np.int64), pos,
                 prods[:, :k0 - e0].sum(axis=1).astype(np.int64))
 
     def _fold_sums_dense(self, rows: np.ndarray, ri: np.ndarray, oc: np.ndarray, e0: int, e1: int,
                          k0: int, with_pos: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """As :meth:`_fold_sums_gathered` for outputs ``(rows[ri[i]], oc[i])`` (one group), from
         one matmul per fold over every output channel of ``rows``."""
-        import torch
-
-        r, o = self.config.rows, self.p.shape.o
-        nf = -(-(e1 - e0) // r)
-        x = torch.from_numpy(self.p.take(rows, np.zeros(rows.size, np.int64), e0, e1))
-        w = torch.from_numpy(self.p.weights(np.arange(o), e0, e1)).T           # [L, O]
+        r, o, dt = self.config.rows, self.op.shape.o, self.block_dtype
+        nf = fold_count(e1 - e0, r)
+        x = self.op.take(rows, np.zeros(rows.size, np.int64), e0, e1, dt)      # [n, L]
+        w = self.op.weights(np.arange(o), e0, e1, dt).T                        # [L, O]
         pad = nf * r - x.shape[1]
-        x3 = torch.nn.functional.pad(x, (0, pad)).reshape(rows.size, nf, r).transpose(0, 1)
-        w3 = torch.nn.functional.pad(w, (0, 0, 0, pad)).reshape(nf, r, o)
-        pick = (slice(None), torch.from_numpy(ri), torch.from_numpy(oc))
+        x3 = np.pad(x, ((0, 0), (0, pad))).reshape(rows.size, nf, r).transpose(1, 0, 2)
+        w3 = np.pad(w, ((0, pad), (0, 0))).reshape(nf, r, o)
+        pick = (slice(None), ri, oc)
         pos = None
         if with_pos:
-            pp = torch.bmm(x3.clamp(min=0), w3.clamp(min=0))
-            if x.numel() and float(x.min()) < 0:
-                pp += torch.bmm(x3.clamp(max=0), w3.clamp(max=0))
-            pos = pp[pick].T.numpy()
+            pp = np.maximum(x3, 0) @ np.maximum(w3, 0)
+            if x.size and x.min() < 0:
+                pp += np.minimum(x3, 0) @ np.minimum(w3, 0)
+            pos = pp[pick].T.astype(np.int64)
         pre = x[:, :k0 - e0] @ w[:k0 - e0]                                      # [n, O]
-        return torch.bmm(x3, w3)[pick].T.numpy(), pos, pre[ri, oc].numpy().astype(np.int64)
-
-    def finish(self) -> ScreenResult:
-        """Run the outputs at risk through the golden arithmetic from the fold edge where their
-        risk begins (every step before it is exact and in range); assemble the result."""
-        acc = self.p.output(self.acc)
-        k = self.p.shape.k
-        pe_ev, acc_ev, mism = [], [], 0
-        for t, oc, e0, start in self.todo:
-            step = pair_chunk(k - e0)
-            for i0 in range(0, t.size, step):
-                tc, occ = t[i0:i0 + step], oc[i0:i0 + step]
-                y, pe, ae = pair_outputs(self.p.take(tc, occ, e0, k), self.p.weights(occ, e0, k),
-                                         start[i0:i0 + step], self.config)
-                idx = self.p.out_index(tc, occ)
-                mism += int((acc[idx] != y).sum())
-                acc[idx] = y
-                pe_ev.append(pe), acc_ev.append(ae)
-        none = np.zeros(0, np.int64)
-        pe_ev, acc_ev = np.concatenate([none, *pe_ev]), np.concatenate([none, *acc_ev])
-        pe, ae = pe_ev > 0, acc_ev > 0
-        acc = acc.reshape(self.p.shape.out_shape)          # one vector: [1, O] -> [O]
-        return ScreenResult(acc, int(pe_ev.sum()), int(acc_ev.sum()), int(pe.sum()), int(ae.sum()),
-                            int((pe | ae).sum()), mism, self.refined, int(pe_ev.size))
+        return ((x3 @ w3)[pick].T.astype(np.int64), pos, pre[ri, oc].astype(np.int64))

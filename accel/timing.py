@@ -32,7 +32,11 @@ from dataclasses import asdict, dataclass
 
 from accel.config import ArrayConfig
 
-__all__ = ["Timing", "timing", "encoder_stages", "ENCODER_STAGES"]
+__all__ = ["Timing", "timing", "encoder_stages", "ENCODER_STAGES", "CONTRACT_FIELDS"]
+
+#: The four timing numbers of the contract (SPEC section 3), in the order it names them; the
+#: first fields of :class:`Timing` (``tests/test_rtl_export.py`` checks it).
+CONTRACT_FIELDS = ("latency", "first_after_wlast", "wfree_after_first", "bfree_after_first")
 
 
 @dataclass(frozen=True)

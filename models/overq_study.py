@@ -20,38 +20,49 @@ from pathlib import Path
 
 import numpy as np
 
+from accel.backends import GoldenBackend
 from accel.config import ArrayConfig, OverQConfig
-from accel.quant.intmodel import IntModel, load_int_model
+from accel.executor import simulate
+from accel.graph import Graph, load_graph
+from accel.nodes import Dequantize, Requantize
 from models.digits import load_split
 
 CHECKPOINT = Path(__file__).parent / "checkpoints" / "cnn_baseline_n4_p32_s0.pt"
 
 
-def tighten(model: IntModel, s: float) -> IntModel:
+def tighten(graph: Graph, s: float) -> Graph:
     """The same network with every hidden activation step divided by ``s`` (codes × s).
 
-    Layer i's requant multiplier is multiplied by ``s``; layer i+1 compensates: its integer bias
-    × s (exact for integer s) and its own requant multiplier / s, or its input scale / s when it
-    dequantizes. Clamping to the code range is then the only difference.
+    Every requantization that feeds an array layer multiplies its multiplier by ``s`` (its codes
+    step by ``s_y / s``); that layer compensates: its input scale / s, its integer bias × s (exact
+    for integer s), so its accumulator is ``s`` times the old one, and its own requantization
+    multiplier / s, or its dequantisation scale / s. Clamping to the code range is then the only
+    difference.
     """
-    layers = list(model.layers)
-    for i in range(len(layers) - 1):
-        lay, nxt = layers[i], layers[i + 1]
-        if lay.requant is None:
-            continue
-        layers[i] = dataclasses.replace(lay, requant=dataclasses.replace(
-            lay.requant, multiplier=(lay.requant.multiplier * s).astype(np.float32)))
-        bias = None if nxt.bias is None else (nxt.bias * int(s)).astype(np.int64)
-        if nxt.requant is not None:
-            rq = dataclasses.replace(nxt.requant,
-                                     multiplier=(nxt.requant.multiplier / s).astype(np.float32))
-            layers[i + 1] = dataclasses.replace(nxt, bias=bias, requant=rq)
-        else:
-            layers[i + 1] = dataclasses.replace(nxt, bias=bias, input_scale=nxt.input_scale / s)
-    return IntModel(layers, model.graph, model.input_clamps, dict(model.meta))
+    new: dict[str, object] = {}
+
+    def cur(node):                      # the node as changed so far (changes compose)
+        return new.get(node.name, node)
+
+    arrays = graph.array_nodes
+    for i, node in enumerate(arrays[1:], 1):
+        rq = cur(next(n for n in graph.consumers(arrays[i - 1].name) if isinstance(n, Requantize)))
+        new[rq.name] = dataclasses.replace(
+            rq, multiplier=(rq.multiplier * s).astype(np.float32), scale=rq.scale / s)
+        lay = node.layer
+        new[node.name] = dataclasses.replace(node, layer=dataclasses.replace(
+            lay, input_scale=lay.input_scale / s,
+            bias=None if lay.bias is None else (lay.bias * int(s)).astype(np.int64)))
+        for out in map(cur, graph.consumers(node.name)):
+            if isinstance(out, Requantize):
+                new[out.name] = dataclasses.replace(
+                    out, multiplier=(out.multiplier / s).astype(np.float32))
+            elif isinstance(out, Dequantize):
+                new[out.name] = dataclasses.replace(out, scale=out.scale / s)
+    return graph.replace(*new.values())
 
 
-def study(model: IntModel, x: np.ndarray, y: np.ndarray, base: ArrayConfig,
+def study(model: Graph, x: np.ndarray, y: np.ndarray, base: ArrayConfig,
           cascades: range = range(5), tightenings: tuple[float, ...] = (1, 2, 4)) -> list[dict]:
     """One row per (tightening, OverQ setting): accuracy and per-layer outliers seen / handled."""
     rows = []
@@ -61,12 +72,12 @@ def study(model: IntModel, x: np.ndarray, y: np.ndarray, base: ArrayConfig,
                     + [OverQConfig(mode=m, cascade=2) for m in ("precision", "both")])
         for oq in settings:
             cfg = dataclasses.replace(base, overq=oq)
-            run = m.run(x, cfg)
+            res = simulate(m, [(x, y)], GoldenBackend(cfg))
             rows.append({
                 "tighten": s, "overq": "clamp" if oq is None else f"{oq.mode} c={oq.cascade}",
-                "accuracy": float((run.logits.argmax(1) == y).mean()),
+                "accuracy": float(res.accuracy),
                 "layers": {st.name: None if st.overq is None else st.overq.to_dict()
-                           for st in run.layers}})
+                           for st in res.layers}})
     return rows
 
 
@@ -95,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rows", type=int, default=8, help="array rows R (default 8)")
     ap.add_argument("--json", help="write the rows as JSON")
     args = ap.parse_args(argv)
-    model = load_int_model(args.checkpoint)
+    model = load_graph(args.checkpoint)
     _, _, xte, yte = load_split()
     n = model.layers[0].act_bits
     base = ArrayConfig(rows=args.rows, act_bits=n, weight_bits=model.layers[0].weight_bits,

@@ -22,10 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from accel.config import ArrayConfig
-from accel.quant import (OAQController, calibrate, export_int_model, quantize_model, regularizer,
+from accel.backends import GoldenBackend
+from accel.executor import simulate
+from accel.graph import Graph
+from accel.quant import (OAQController, calibrate, export_graph, quantize_model, regularizer,
                          residual_mismatches)
-from accel.quant.intmodel import IntModel
-from models.digits import INPUT_RANGE, build_model, load_split
+from models import digits, fashion
 
 __all__ = ["Recipe", "deterministic", "provenance", "train_float", "train_quant",
            "float_accuracy", "int_accuracy", "save_float", "load_float", "resolve_model",
@@ -94,19 +96,36 @@ def float_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return acc
 
 
-def int_accuracy(int_model: IntModel, x: torch.Tensor, y: torch.Tensor, config: ArrayConfig
+def int_accuracy(graph: Graph, x: torch.Tensor, y: torch.Tensor, config: ArrayConfig
                  ) -> tuple[float, list[dict[str, Any]]]:
-    """Accuracy of an exported integer model under ``config``'s arithmetic and its layer stats."""
-    run = int_model.run(x.numpy(), config)
-    acc = float((run.logits.argmax(axis=1) == y.numpy()).mean())
-    return acc, [s.to_dict() for s in run.layers]
+    """Accuracy of an exported integer model under ``config``'s arithmetic and its layer stats
+    (name, outputs, PE and accumulator events, outputs affected)."""
+    res = simulate(graph, [(x.numpy(), y.numpy())], GoldenBackend(config))
+    return float(res.accuracy), [{"name": s.name, "outputs": s.outputs, "pe_events": s.pe_events,
+                                  "acc_events": s.acc_events, "affected": s.affected_outputs}
+                                 for s in res.layers]
+
+
+#: What each reference model trains on: its data split and the real value of the top input code.
+DATASETS: dict[str, tuple[Callable, float]] = {
+    "digits": (digits.load_split, digits.INPUT_RANGE),
+    "fashion-mnist": (fashion.load_split, fashion.INPUT_RANGE),
+}
+
+
+def dataset_of(spec: str) -> str:
+    """The dataset a reference model (by name) trains on: Fashion-MNIST for ``fashion-*``, else
+    digits (user models given as ``module:factory`` train on digits)."""
+    return "fashion-mnist" if spec in fashion.MODELS else "digits"
 
 
 def resolve_model(spec: str) -> nn.Module:
     """A reference model by name (``cnn``, ``mlp``) or ``package.module:factory`` (a zero-argument
     callable returning an ``nn.Module`` that maps ``[B, 1, 8, 8]`` digits to 10 logits)."""
     if ":" not in spec:
-        return build_model(spec)
+        if spec in fashion.MODELS:
+            return fashion.MODELS[spec]()
+        return digits.build_model(spec)
     mod_name, _, fn_name = spec.partition(":")
     try:
         factory: Callable[[], nn.Module] = getattr(importlib.import_module(mod_name), fn_name)
@@ -119,10 +138,12 @@ def resolve_model(spec: str) -> nn.Module:
 
 
 def train_float(model_spec: str, seed: int, recipe: Recipe = Recipe(),
-                progress: Callable[[str], None] | None = None) -> tuple[nn.Module, float]:
-    """Train a float model from scratch (Adam, cross-entropy); returns it and its test accuracy."""
+                progress: Callable[[str], None] | None = None, data: str = "digits"
+                ) -> tuple[nn.Module, float]:
+    """Train a float model from scratch on ``data`` (Adam, cross-entropy); returns it and its
+    test accuracy."""
     with deterministic(seed, recipe.threads) as gen:
-        xtr, ytr, xte, yte = load_split()
+        xtr, ytr, xte, yte = DATASETS[data][0]()
         model = resolve_model(model_spec)
         opt = torch.optim.Adam(model.parameters(), lr=recipe.float_lr)
         model.train()
@@ -141,15 +162,16 @@ class QuantResult:
     """A fine-tuned quantization-aware model, its export and what was measured."""
 
     qmodel: nn.Module
-    #: The exported integer model (None for a model that is not an nn.Sequential).
-    int_model: IntModel | None
+    #: The exported integer graph.
+    graph: Graph
     fake_quant_accuracy: float
     oaq: dict[str, Any] | None
 
 
 def train_quant(float_model: nn.Module, quantizer: str, config: ArrayConfig, seed: int,
                 recipe: Recipe = Recipe(), tile: bool = False, act_mode: str = "calibrated",
-                progress: Callable[[str], None] | None = None) -> QuantResult:
+                progress: Callable[[str], None] | None = None, data: str = "digits"
+                ) -> QuantResult:
     """Quantize ``float_model`` for ``config`` and fine-tune it (QAT), then export.
 
     Calibration: max of |activation| over the whole training set, in batches (first layer: the
@@ -157,8 +179,9 @@ def train_quant(float_model: nn.Module, quantizer: str, config: ArrayConfig, see
     after every step and finishes with a frozen pass over the training and test sets.
     """
     with deterministic(seed, recipe.threads) as gen:
-        xtr, ytr, xte, yte = load_split()
-        qmodel = quantize_model(float_model, quantizer, config, input_range=INPUT_RANGE,
+        load, input_range = DATASETS[data]
+        xtr, ytr, xte, yte = load()
+        qmodel = quantize_model(float_model, quantizer, config, input_range=input_range,
                                 act_mode=act_mode, tile=tile)
         calibrate(qmodel, [xtr[i:i + 256] for i in range(0, xtr.shape[0], 256)])
         ctl = OAQController(qmodel) if quantizer == "oaq" else None
@@ -182,8 +205,8 @@ def train_quant(float_model: nn.Module, quantizer: str, config: ArrayConfig, see
                    "residual_train": residual_mismatches(qmodel, chunks(xtr)),
                    "residual_test": residual_mismatches(qmodel, chunks(xte))}
         qmodel.eval()
-        int_model = export_int_model(qmodel) if isinstance(qmodel, nn.Sequential) else None
-        return QuantResult(qmodel, int_model, float_accuracy(qmodel, xte, yte), oaq)
+        graph = export_graph(qmodel, {"dataset": data})
+        return QuantResult(qmodel, graph, float_accuracy(qmodel, xte, yte), oaq)
 
 
 def save_float(path: str | Path, model_spec: str, model: nn.Module, meta: dict[str, Any]) -> None:

@@ -24,10 +24,25 @@ from rtl_gen.overq_encoder import lane_tags
 from rtl_gen.top import Top
 
 __all__ = ["ExportPaths", "LINT_WAIVERS", "check_name", "to_verilog", "export", "manifest",
-           "overq_layout",
-           "tool_versions", "vlt_text"]
+           "overq_layout", "protocol", "header", "regenerate_command",
+           "tool_versions", "vlt_text", "TIMING_UNITS"]
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+
+#: What each timing number of the manifest counts (all are exact, SPEC section 3).
+TIMING_UNITS: dict[str, str] = {
+    "latency": "clock edges from the transfer of an x_emit beat to the transfer of its y beat "
+               "(y_ready = 1)",
+    "first_after_wlast": "clock edges from a tile's w_last transfer (or its b transfer, if "
+                         "later) to the earliest x_first transfer that uses the tile",
+    "wfree_after_first": "clock edges from an x_first transfer to the earliest transfer of the "
+                         "next tile's first w beat",
+    "bfree_after_first": "clock edges from an x_first transfer to the earliest transfer of the "
+                         "next tile's b beat",
+    "mesh_delay": "clock edges from an x transfer to the accumulator update that consumes it",
+    "fifo_depth": "entries of the output FIFO (latency + 1): credits never throttle x while "
+                  "y_ready is 1",
+}
 
 #: Verilator ``-Wall`` rules waived for generated code, with the reason written into the .vlt.
 LINT_WAIVERS: dict[str, str] = {
@@ -100,12 +115,95 @@ def manifest(config: ArrayConfig, name: str) -> dict[str, object]:
         "config_hash": config.hash,
         "ports": [p.to_dict() for p in port_table(config)],
         "timing": timing(config).to_dict(),
+        "timing_units": dict(TIMING_UNITS),
+        "protocol": protocol(config),
         "lint_waivers": dict(LINT_WAIVERS),
         "tools": tool_versions(),
     }
     if config.overq is not None:
         doc["overq"] = overq_layout(config)
     return doc
+
+
+def protocol(config: ArrayConfig) -> dict[str, object]:
+    """How to drive the array (SPEC sections 3 and 6), in words and numbers, for the manifest."""
+    r, c = config.rows, config.cols
+    tm = timing(config)
+    return {
+        "handshake": "AXI-Stream rules on every stream: a beat transfers on a rising clk edge "
+                     "where valid and ready are both 1; a source raises valid without waiting "
+                     "for ready and then holds valid and its payload stable until the transfer",
+        "reset": {"edges": 1, "active": "high, synchronous",
+                  "rule": "hold rst = 1 for at least 1 rising edge; on edge 0 (the first edge "
+                          "with rst sampled 0) nothing transfers, the first transfer is on edge 1; "
+                          "reset drops every tile, bias, beat in flight and pending result"},
+        "w": {"beats_per_tile": r,
+              "order": f"beat i (0..{r - 1}) of tile (f, g) carries weight row k = f*{r} + i, "
+                       f"lane c (bits c*{config.weight_bits}..) column o = g*{c} + c; rows >= K "
+                       "and columns >= O are zeros",
+              "w_last": f"1 exactly on beat {r - 1} of each tile"},
+        "b": {"beats_per_tile": 1,
+              "order": f"one beat per tile, the bias of column group g (lane c: output g*{c} + c; "
+                       "zeros without a bias), sent for every fold; any order relative to that "
+                       "tile's w beats"},
+        "x": {"order": f"one activation vector per beat, lane r (bits r*{config.lane_bits}..) "
+                       f"reduction row k = f*{r} + r; lanes beyond K carry 0",
+              "x_addr": f"t - t0: the accumulator entry (0..{config.acc_depth - 1}) of vector t "
+                        f"in its chunk of at most acc_depth = {config.acc_depth} vectors",
+              "x_first": "1 on the first beat of each tile's chunk: it activates the shadow tile "
+                         "and bias; accepted only once the shadow tile is complete (its w_last "
+                         "and b beats transferred)",
+              "x_init": "1 on every beat of fold f = 0: acc[x_addr] := bias + s (else acc += s)",
+              "x_emit": "1 on every beat of the last fold: the result of acc[x_addr] after this "
+                        "update is sent on y"},
+        "schedule": "for each column group g, for each chunk of at most acc_depth vectors, for "
+                    "each row fold f: tile (f, g) on w with its bias beat on b, then the chunk "
+                    "on x; a tile is re-sent for every chunk (sim/schedule.py)",
+        "double_buffering": f"the next tile's w beats may start {tm.wfree_after_first} edges "
+                            f"(wfree_after_first) and its b beat {tm.bfree_after_first} edges "
+                            "(bfree_after_first) after the x_first transfer that activated the "
+                            "current tile; w_ready stays 0 from a w_last transfer until then, "
+                            "b_ready likewise from a b transfer",
+        "y": f"one beat per x_emit beat, in order, {tm.latency} edges (latency) after it with "
+             "y_ready = 1; y_pe_ovf / y_acc_ovf bit c: some PE / accumulator step of lane c "
+             "overflowed; y back-pressure only throttles x (credits of the output FIFO)",
+    }
+
+
+def regenerate_command(config: ArrayConfig, name: str) -> str:
+    """The ``accel generate`` command that writes this configuration again."""
+    d = config.to_dict()
+    flags = []
+    for key, value in d.items():
+        if key == "overq":
+            if value:
+                flags += [f"--overq-mode {value['mode']}", f"--overq-cascade {value['cascade']}"]
+        elif key == "act_signed":
+            flags.append("--act-signed" if value else "--no-act-signed")
+        elif value is not None:
+            flags.append(f"--{key.replace('_', '-')} {value}")
+    return f"accel generate {' '.join(flags)} --name {name}"
+
+
+def header(config: ArrayConfig, name: str) -> str:
+    """The comment block at the top of ``<name>.v``: configuration, hash, manifest, generator."""
+    d = config.to_dict()
+    oq = "off" if not d["overq"] else f"{d['overq']['mode']}, cascade {d['overq']['cascade']}"
+    versions = tool_versions()
+    lines = [
+        f"{name}: weight-stationary systolic array, generated by accel-hw "
+        f"{versions['accel-hw']} (rtl_gen, Amaranth {versions['amaranth']}). Do not edit.",
+        f"configuration: R = {config.rows} rows x C = {config.cols} columns, N = "
+        f"{config.act_bits}-bit {'signed' if config.act_signed else 'unsigned'} activations, "
+        f"M = {config.weight_bits}-bit weights,",
+        f"  P = {config.pe_acc_bits}-bit PE accumulators, Q = {config.out_bits}-bit output "
+        f"accumulator, {config.overflow} on overflow, acc_depth {config.acc_depth}, OverQ {oq}",
+        f"config hash {config.hash}",
+        f"interface, protocol (beat order of w/b/x, x_first/x_init/x_emit, double buffering, "
+        f"reset) and timing: {name}.json (manifest); lint waivers: {name}.vlt",
+        f"regenerate: {regenerate_command(config, name)}",
+    ]
+    return "".join(f"// {line}\n" for line in lines)
 
 
 def overq_layout(config: ArrayConfig) -> dict[str, object]:
@@ -169,7 +267,7 @@ def export(config: ArrayConfig, out_dir: str | Path, name: str | None = None) ->
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = ExportPaths(out / f"{name}.v", out / f"{name}.vlt", out / f"{name}.json")
-    paths.verilog.write_text(text)
+    paths.verilog.write_text(header(config, name) + text)
     paths.vlt.write_text(vlt_text(name))
     paths.manifest.write_text(json.dumps(manifest(config, name), indent=2) + "\n")
     return paths

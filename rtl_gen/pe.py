@@ -23,6 +23,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from accel.arith import signed_range
 from accel.config import ArrayConfig
 from accel.overq import LaneTag, tag_shifts
 from rtl_gen.interfaces import ActLayout, LoadLayout, PsumLayout, check_rtl_config
@@ -43,7 +44,7 @@ def op_bits(m: Module, total, bits: int, mode: str):
     overflow = Signal()
     m.d.comb += [wide.eq(total), overflow.eq(wide[bits] ^ wide[bits - 1])]
     if mode == "saturate":
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        lo, hi = signed_range(bits)
         m.d.comb += result.eq(Mux(overflow, Mux(wide[bits], lo, hi), wide[:bits]))
     else:
         m.d.comb += result.eq(wide[:bits])

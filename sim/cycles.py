@@ -31,11 +31,13 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from accel.arith import fold_count, group_count
 from accel.config import ArrayConfig
-from sim.schedule import count_folds, count_groups
+from accel.lowering import GemmShape
 
 __all__ = ["TimingNumbers", "GemmCycles", "default_timing", "job_cycles", "gemm_cycles",
-           "scalesim_cycles", "scalesim_conv_t", "FIRST_TRANSFER_EDGE"]
+           "scalesim_cycles", "scalesim_output_size", "scalesim_conv_t", "layer_scalesim_cycles",
+           "CycleMeter", "FIRST_TRANSFER_EDGE"]
 
 #: The earliest edge on which any beat transfers after reset (SPEC section 3: none on edge 0).
 FIRST_TRANSFER_EDGE = 1
@@ -117,7 +119,7 @@ def job_cycles(t: int, k: int, o: int, config: ArrayConfig, tm: TimingNumbers) -
     if tm.wfree_after_first < 1:
         raise ValueError("wfree_after_first must be >= 1 edge (the next tile cannot load on the "
                          f"edge of the activating x_first), not {tm.wfree_after_first}")
-    folds, groups = count_folds(k, config), count_groups(o, config)
+    folds, groups = fold_count(k, config.rows), group_count(o, config.cols)
     full, rem = divmod(t, d)
     per_group = folds * (full * max(d, period) + (max(rem, period) if rem else 0))
     last = rem if rem else d
@@ -132,7 +134,7 @@ def gemm_cycles(t: int, k: int, o: int, config: ArrayConfig,
     """Cycles, utilisation and traffic of one GEMM job (``tm`` defaults to the RTL's timing)."""
     tm = default_timing(config) if tm is None else tm
     cycles = job_cycles(t, k, o, config, tm)
-    folds, groups = count_folds(k, config), count_groups(o, config)
+    folds, groups = fold_count(k, config.rows), group_count(o, config.cols)
     chunks = -(-t // config.acc_depth)
     tiles = folds * groups * chunks
     macs = t * k * o
@@ -154,6 +156,51 @@ def scalesim_cycles(t: int, k: int, o: int, rows: int, cols: int) -> int:
     return math.ceil(k / rows) * math.ceil(o / cols) * (2 * rows + cols + t - 2) - 1
 
 
+def scalesim_output_size(size: int, f: int, stride: int) -> int:
+    """SCALE-Sim's output length of one axis, ``ceil((H - fh + s) / s)`` on the unpadded input."""
+    return math.ceil((size - f + stride) / stride)
+
+
 def scalesim_conv_t(h: int, w: int, fh: int, fw: int, stride: int) -> int:
-    """SCALE-Sim's T = Ho * Wo, ``Ho = ceil((H - fh + s) / s)`` on the unpadded input."""
-    return math.ceil((h - fh + stride) / stride) * math.ceil((w - fw + stride) / stride)
+    """SCALE-Sim's T = Ho * Wo of a conv with one stride (its topology files have one)."""
+    return scalesim_output_size(h, fh, stride) * scalesim_output_size(w, fw, stride)
+
+
+def layer_scalesim_cycles(layer: Any, input_shape: tuple[int, ...], config: ArrayConfig) -> int:
+    """SCALE-Sim's estimate for an integer layer (SPEC section 6), summed over groups.
+
+    Convolutions use SCALE-Sim's output size on the unpadded input (dilated kernel extent, each
+    axis with its own stride) with the batch folded into T; linear layers are the GEMM as lowered.
+    """
+    from accel.lowering import gemm_shape
+
+    shape = gemm_shape(layer, input_shape)
+    if layer.kind == "linear":
+        return scalesim_cycles(shape.t, shape.k, shape.o, config.rows, config.cols)
+    (kh, kw), (sh, sw), (dh, dw) = layer.kernel_size, layer.stride, layer.dilation
+    n, _, h, w = input_shape
+    t = n * scalesim_output_size(h, dh * (kh - 1) + 1, sh) * scalesim_output_size(w, dw * (kw - 1) + 1, sw)
+    return shape.groups * scalesim_cycles(t, shape.k, shape.o, config.rows, config.cols)
+
+
+class CycleMeter:
+    """Adds the cycles and traffic of every GEMM job of an array-layer call to its statistics
+    (an :class:`accel.executor.Meter`): one job per group, :func:`gemm_cycles` each, and
+    SCALE-Sim's estimate next to it."""
+
+    def __init__(self, config: ArrayConfig, tm: TimingNumbers | None = None) -> None:
+        self.config = config
+        self.tm = default_timing(config) if tm is None else tm
+
+    def __call__(self, node: Any, shape: GemmShape, stats: Any) -> None:
+        cyc = gemm_cycles(shape.t, shape.k, shape.o, self.config, self.tm)
+        g = shape.groups
+        stats.folds, stats.col_groups = cyc.folds, cyc.groups
+        stats.jobs += g
+        stats.cycles += g * cyc.cycles
+        stats.macs += g * cyc.macs
+        stats.weight_tile_loads += g * cyc.tiles
+        stats.acc_reads += g * cyc.acc_reads
+        stats.acc_writes += g * cyc.acc_writes
+        stats.scalesim_cycles += layer_scalesim_cycles(node.layer, tuple(stats.input_shape),
+                                                       self.config)

@@ -63,6 +63,12 @@ def default_root() -> Path:
     return Path(os.environ.get("ACCEL_SIM_BUILD", "sim_build")).absolute()
 
 
+def _root(root: str | Path | None) -> Path:
+    """The build root as an absolute path: the simulators run in folders of their own, so a
+    relative root would point somewhere else for them."""
+    return Path(root).absolute() if root else default_root()
+
+
 # --- simulators ------------------------------------------------------------------------------
 
 def _verilator_root() -> Path | None:
@@ -173,8 +179,7 @@ def build(config: ArrayConfig, sim: str = "verilator", waves: str | None = None,
     if xcheck and sim != "verilator":
         raise ValueError("X-check mode needs Verilator (--x-assign/--x-initial unique); "
                          f"not available on {sim}")
-    bdir = _build_dir(config, sim, waves, xcheck, Path(root) if root else default_root(),
-                      flip_y_bit)
+    bdir = _build_dir(config, sim, waves, xcheck, _root(root), flip_y_bit)
     paths = export(config, bdir / "rtl", name=config.name)
     manifest = load_manifest(paths.manifest)
     layout = TbLayout(manifest, config)
@@ -298,7 +303,7 @@ def run(config: ArrayConfig, scenario: str = "all", seed: int = 1, sim: str = "v
         raise VerifyError(f"{sim} run of {config.name} failed: {why}\n  seed {seed}, scenario "
                           f"{scenario}\n  rerun: {plan.rerun}\n  log: {log}"
                           + (f"\n  waves: {plan.waves}" if plan.waves else ""), results)
-    record_cycles(results, Path(root) if root else default_root())
+    record_cycles(results, _root(root))
     return results
 
 

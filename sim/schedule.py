@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from accel.arith import GemmResult, check_operands, fold_count, group_count
 from accel.config import ArrayConfig
-from accel.golden import GemmResult, check_operands
 
-__all__ = ["Step", "Beats", "steps", "count_folds", "count_groups", "beats", "expected_lanes",
+__all__ = ["Step", "Beats", "steps", "beats", "expected_lanes",
            "pack_lanes", "unpack_lanes"]
 
 
@@ -70,25 +70,15 @@ def _check_shape(t: int, k: int, o: int) -> None:
             raise ValueError(f"GEMM size {name} must be an integer >= {lo}, not {v!r}")
 
 
-def count_folds(k: int, config: ArrayConfig) -> int:
-    """Number of row folds F = ceil(K / R)."""
-    return -(-k // config.rows)
-
-
-def count_groups(o: int, config: ArrayConfig) -> int:
-    """Number of column groups G = ceil(O / C)."""
-    return -(-o // config.cols)
-
-
 def steps(t: int, k: int, o: int, config: ArrayConfig) -> list[Step]:
     """The canonical tile steps of a GEMM ``Y[T, O] = X[T, K] . W[K, O]``, in schedule order.
 
     Cheap (no operands): ``G * ceil(T / acc_depth) * F`` steps. A tile is re-sent for every chunk.
     """
     _check_shape(t, k, o)
-    folds, d = count_folds(k, config), config.acc_depth
+    folds, d = fold_count(k, config.rows), config.acc_depth
     return [Step(g, t0, min(t0 + d, t), f, folds)
-            for g in range(count_groups(o, config))
+            for g in range(group_count(o, config.cols))
             for t0 in range(0, t, d)
             for f in range(folds)]
 
@@ -200,7 +190,7 @@ def beats(x: object, w: object, bias: object | None, config: ArrayConfig) -> Bea
     o_n = w.shape[1]
     r, c = config.rows, config.cols
     plan = steps(t_n, k_n, o_n, config)
-    folds, groups = count_folds(k_n, config), count_groups(o_n, config)
+    folds, groups = fold_count(k_n, config.rows), group_count(o_n, config.cols)
     wp = np.zeros((folds * r, groups * c), dtype=np.int64)
     wp[:k_n, :o_n] = w
     xp = np.zeros((t_n, folds * r), dtype=np.int64)
@@ -247,7 +237,7 @@ def expected_lanes(result: GemmResult, y_order: np.ndarray, config: ArrayConfig
     """
     t_n, o_n = result.y.shape
     c = config.cols
-    groups = count_groups(o_n, config) if o_n else 0
+    groups = group_count(o_n, config.cols) if o_n else 0
     width = groups * c
 
     def pad(a: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ def test_demo_recommends_generates_and_reports(tmp_path, capsys):
     assert data["build"]["row"]["config_hash"] == rec["row"]["config_hash"]     # one model
     cfg = ArrayConfig.from_dict(rec["row"]["config"])
     assert data["verification"]["verilog"].endswith(f"{cfg.name}.v")
-    assert (out / "rtl" / f"{cfg.name}.v").read_text().lstrip().startswith(("/*", "module", "`"))
+    assert (out / "rtl" / f"{cfg.name}.v").read_text().lstrip().startswith(("//", "/*", "module", "`"))
     assert (out / "report" / "index.html").stat().st_size > 10000
     assert data["ok"] is True and data["sweep"]["finished"] == 6
     assert "[1/4] sweep: 6 points" in cap.err and "recommended: P = 24" in cap.out

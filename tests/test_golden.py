@@ -7,12 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import accel.golden as golden
+import accel.arith as arith
+import accel.steps as steps
+from accel.arith import GemmResult
 from accel.config import ArrayConfig
-from accel.golden import gemm, op, reference_gemm
+from accel.arith import op
+from accel.golden import gemm
+from accel.reference import reference_gemm
 
 
-def assert_same(a: golden.GemmResult, b: golden.GemmResult) -> None:
+def assert_same(a: GemmResult, b: GemmResult) -> None:
     np.testing.assert_array_equal(a.y, b.y)
     np.testing.assert_array_equal(a.pe_overflow, b.pe_overflow)
     np.testing.assert_array_equal(a.acc_overflow, b.acc_overflow)
@@ -56,8 +60,8 @@ def test_golden_equals_reference(mode, data):
 @pytest.mark.parametrize("dense_share, chunk", [(0.0, 1 << 21), (2.0, 1 << 21), (0.0, 7), (2.0, 7)])
 def test_scan_paths_agree(monkeypatch, mode, dense_share, chunk):
     """Dense and gathered scans, with tiny chunks, give the reference answer on mixed data."""
-    monkeypatch.setattr(golden, "DENSE_SHARE", dense_share)
-    monkeypatch.setattr(golden, "SCAN_CHUNK_ELEMS", chunk)
+    monkeypatch.setattr(steps, "DENSE_SHARE", dense_share)
+    monkeypatch.setattr(arith, "SCAN_CHUNK_ELEMS", chunk)
     rng = np.random.default_rng(3)
     cfg = ArrayConfig(rows=5, act_bits=6, act_signed=True, weight_bits=5, pe_acc_bits=11,
                       out_acc_bits=16, overflow=mode)
@@ -198,3 +202,9 @@ def test_62_bit_partial_sums_scan_exactly(mode):
     w = rng.choice([-(1 << 15), (1 << 15) - 1], size=(7, 3))
     bias = np.array([(1 << 63) - 1, -(1 << 63), 0])
     assert_same(gemm(x, w, cfg, bias), reference_gemm(x, w, cfg, bias))
+
+
+def test_signed_bits():
+    from accel.arith import signed_bits
+
+    assert signed_bits([0, -1, 1, -128, 127, -129, 128]).tolist() == [1, 1, 2, 8, 8, 9, 9]

@@ -1,8 +1,9 @@
 """Every fast path of the golden model against the per-element reference (SPEC section 2).
 
-The thresholds that pick a path (share at risk, chunk sizes) are forced both ways, so that the
-dense and gathered scans, the wrap closed form for one-signed folds, chunking over vectors and
-the exact-fold accumulator path each run on data where they matter.
+The thresholds that pick a path are forced both ways: in the screen, block size, gathered or
+dense refinement and whether a vector at risk leaves the screen whole (dense stepping) or output
+by output (gathered stepping from its fold edge); in the stepping, dense or gathered scans, the
+wrap closed form for one-signed folds and chunk sizes. Each then runs on data where it matters.
 """
 
 import numpy as np
@@ -10,34 +11,43 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import accel.golden as golden
+import accel.arith as arith
+import accel.screen as screen
+import accel.steps as steps
+from accel.arith import GemmResult
 from accel.config import ArrayConfig
-from accel.golden import gemm, reference_gemm
+from accel.golden import gemm
+from accel.reference import reference_gemm
 from test_golden import assert_same
 
 
-#: (DENSE_SHARE, CHUNK_OUTPUTS, SCAN_CHUNK_ELEMS): dense or gathered, one chunk or many
-THRESHOLDS = [(0.0, 1 << 16, 1 << 21), (2.0, 1 << 16, 1 << 21), (0.0, 5, 7), (2.0, 5, 7),
-              (0.25, 1, 1)]
+#: (steps.DENSE_SHARE, steps.CHUNK_OUTPUTS, arith.SCAN_CHUNK_ELEMS): dense or gathered scans,
+#: one chunk or many; then (screen.BLOCK_FOLDS, screen.DENSE_RATIO, screen.DENSE_ROW_SHARE):
+#: block size, gathered or dense refinement, vectors stepped whole or output by output
+THRESHOLDS = [(0.0, 1 << 16, 1 << 21, 9, 64, 0.25), (2.0, 1 << 16, 1 << 21, 1, 0, 2.0),
+              (0.0, 5, 7, 2, 10**9, 0.0), (2.0, 5, 7, 1, 0, 2.0), (0.25, 1, 1, 9, 10**9, 2.0),
+              (0.0, 1 << 16, 1 << 21, 2, 0, 0.0)]
+KNOBS = ((steps, "DENSE_SHARE"), (steps, "CHUNK_OUTPUTS"), (arith, "SCAN_CHUNK_ELEMS"),
+         (screen, "BLOCK_FOLDS"), (screen, "DENSE_RATIO"), (screen, "DENSE_ROW_SHARE"))
 
 
-def force_paths(monkeypatch, share: float, outputs: int, elems: int) -> None:
-    """Set the thresholds that choose the scan path (see :data:`THRESHOLDS`)."""
-    for name, value in zip(("DENSE_SHARE", "CHUNK_OUTPUTS", "SCAN_CHUNK_ELEMS"), (share, outputs, elems)):
-        monkeypatch.setattr(golden, name, value)
+def force_paths(monkeypatch, *values) -> None:
+    """Set the thresholds that choose the path (see :data:`THRESHOLDS`)."""
+    for (module, name), value in zip(KNOBS, values):
+        monkeypatch.setattr(module, name, value)
 
 
-def run_both(x, w, cfg, bias=None) -> golden.GemmResult:
+def run_both(x, w, cfg, bias=None) -> GemmResult:
     res = gemm(x, w, cfg, bias)
     assert_same(res, reference_gemm(x, w, cfg, bias))
     return res
 
 
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
-@pytest.mark.parametrize("share, outputs, elems", THRESHOLDS)
-def test_one_signed_rails_overflow_every_fold(monkeypatch, mode, share, outputs, elems):
+@pytest.mark.parametrize("knobs", THRESHOLDS)
+def test_one_signed_rails_overflow_every_fold(monkeypatch, mode, knobs):
     """Same-sign codes near the rails: every output overflows in every fold (wrap: closed form)."""
-    force_paths(monkeypatch, share, outputs, elems)
+    force_paths(monkeypatch, *knobs)
     rng = np.random.default_rng(11)
     cfg = ArrayConfig(rows=6, act_bits=5, weight_bits=5, pe_acc_bits=10, out_acc_bits=12,
                       overflow=mode)
@@ -50,10 +60,10 @@ def test_one_signed_rails_overflow_every_fold(monkeypatch, mode, share, outputs,
 
 
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
-@pytest.mark.parametrize("share, outputs, elems", THRESHOLDS)
-def test_mixed_signs_and_screened_vectors(monkeypatch, mode, share, outputs, elems):
+@pytest.mark.parametrize("knobs", THRESHOLDS)
+def test_mixed_signs_and_screened_vectors(monkeypatch, mode, knobs):
     """Mixed signs (no closed form), some vectors and channels cleared by the screens."""
-    force_paths(monkeypatch, share, outputs, elems)
+    force_paths(monkeypatch, *knobs)
     rng = np.random.default_rng(5)
     cfg = ArrayConfig(rows=5, act_bits=6, act_signed=True, weight_bits=5, pe_acc_bits=11,
                       out_acc_bits=13, overflow=mode)
@@ -69,10 +79,10 @@ def test_mixed_signs_and_screened_vectors(monkeypatch, mode, share, outputs, ele
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
 @pytest.mark.parametrize("share", [0.0, 2.0])
 def test_exact_folds_with_accumulator_overflow(monkeypatch, mode, share):
-    """No PE step can overflow but the accumulator does: gathered fold sums (share 2.0) or the
-    fold-by-fold fallback (share 0.0), with a bias near the rail."""
-    monkeypatch.setattr(golden, "DENSE_SHARE", share)
-    monkeypatch.setattr(golden, "SCAN_CHUNK_ELEMS", 13)
+    """No PE step can overflow but the accumulator does: outputs stepped from their fold edge
+    (share 2.0) or whole vectors fold by fold (share 0.0), with a bias near the rail."""
+    monkeypatch.setattr(screen, "DENSE_ROW_SHARE", share)
+    monkeypatch.setattr(arith, "SCAN_CHUNK_ELEMS", 13)
     rng = np.random.default_rng(7)
     cfg = ArrayConfig(rows=4, act_bits=4, weight_bits=4, pe_acc_bits=10, overflow=mode)  # Q = P
     x = rng.integers(0, 16, (11, 40))
@@ -105,9 +115,7 @@ def test_paths_equal_reference(mode, data):
     if data.draw(st.booleans()):                 # codes on a rail
         x[:] = lo if cfg.act_signed and data.draw(st.booleans()) else hi
     bias = rng.integers(*cfg.out_range, o, endpoint=True) if data.draw(st.booleans()) else None
-    share, outputs, elems = data.draw(st.sampled_from(THRESHOLDS))
+    knobs = data.draw(st.sampled_from(THRESHOLDS))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(golden, "DENSE_SHARE", share)
-        mp.setattr(golden, "CHUNK_OUTPUTS", outputs)
-        mp.setattr(golden, "SCAN_CHUNK_ELEMS", elems)
+        force_paths(mp, *knobs)
         run_both(x, w, cfg, bias)

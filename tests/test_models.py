@@ -1,7 +1,11 @@
 """Reference models and committed checkpoints: reproducible accuracy, and no overflow for every
-A2Q / A2Q+ checkpoint at its P and at the Q its report gives (test set and adversarial inputs)."""
+A2Q / A2Q+ checkpoint at its P and at the Q its report gives (test set and adversarial inputs).
+
+Every checkpoint runs on its own dataset (``meta["dataset"]``: digits, or Fashion-MNIST for the
+residual CNN, whose overflow checks use the first :data:`FASHION_CHECK` test images)."""
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +15,32 @@ import torch
 from accel.config import ArrayConfig
 from accel.golden import gemm
 from accel.layers import LayerError
-from accel.quant import load_int_model
+from accel.backends import GoldenBackend
+from accel.executor import simulate
+from accel.data import model_data
+from accel.graph import load_graph
 from models.digits import build_model, load_split
-from models.recipes import Recipe, float_accuracy, load_float, train_float
+from models.recipes import Recipe, float_accuracy, int_accuracy, load_float, train_float
 
 CKPT = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 INT_CKPTS = sorted(p for p in CKPT.glob("*.pt") if "_float_" not in p.name)
 AWARE = [p for p in INT_CKPTS if "_a2q" in p.name]
 FLOATS = sorted(CKPT.glob("*_float_*.pt"))
+#: Fashion-MNIST test images the overflow checks run on (the accuracy checks use all 10,000).
+FASHION_CHECK = 2000
+
+
+@functools.lru_cache(maxsize=2)
+def _test_split(dataset: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    ds = model_data({"dataset": dataset})
+    return torch.from_numpy(ds.x), torch.from_numpy(ds.y)
+
+
+def checkpoint_data(meta: dict, limit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split of a checkpoint's dataset (``limit``: Fashion-MNIST's first images only)."""
+    x, y = _test_split(meta.get("dataset"))
+    n = FASHION_CHECK if limit and meta.get("dataset") == "fashion-mnist" else len(y)
+    return x[:n], y[:n]
 
 
 @pytest.fixture(scope="module")
@@ -60,22 +82,21 @@ def test_checkpoints_are_committed():
 
 
 @pytest.mark.parametrize("path", FLOATS, ids=lambda p: p.name)
-def test_float_checkpoint_reproduces_its_accuracy(path, split):
+def test_float_checkpoint_reproduces_its_accuracy(path):
     model, meta = load_float(path)
     assert meta["provenance"]["seed"] == 0 and meta["provenance"]["threads"] == 1
-    assert float_accuracy(model, split[2], split[3]) == meta["accuracy"]
+    assert float_accuracy(model, *checkpoint_data(meta)) == meta["accuracy"]
 
 
 @pytest.mark.parametrize("path", INT_CKPTS, ids=lambda p: p.name)
-def test_int_checkpoint_reproduces_its_accuracy(path, split):
-    m = load_int_model(path)
+def test_int_checkpoint_reproduces_its_accuracy(path):
+    m = load_graph(path)
     meta = m.meta
     assert {"seed", "recipe", "torch", "threads"} <= set(meta["provenance"])
     cfg = ArrayConfig.from_dict(meta["config"])
-    run = m.run(split[2].numpy(), cfg)
-    acc = float((run.logits.argmax(axis=1) == split[3].numpy()).mean())
+    acc, layers = int_accuracy(m, *checkpoint_data(meta), cfg)
     assert acc == meta["accuracy"]
-    assert [s.to_dict() for s in run.layers] == meta["layers"]
+    assert layers == meta["layers"]
     for lay in m.layers:                        # integers, scales, zero points and biases stored
         assert lay.weight.dtype == np.int64 and lay.input_zero_point == 0 and lay.bias is not None
     if meta["quantizer"] == "oaq":
@@ -89,15 +110,16 @@ def _adversarial(wk: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 @pytest.mark.parametrize("path", AWARE, ids=lambda p: p.name)
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
-def test_accumulator_aware_checkpoints_never_overflow(path, mode, split):
-    m = load_int_model(path)
+def test_accumulator_aware_checkpoints_never_overflow(path, mode):
+    m = load_graph(path)
+    x, y = checkpoint_data(m.meta, limit=True)
     cfg = dataclasses.replace(ArrayConfig.from_dict(m.meta["config"]), overflow=mode)
     q_report = m.meta["min_safe_q"]
     assert m.meta["min_safe_p"] <= cfg.pe_acc_bits
     for q in sorted({cfg.out_bits, q_report}):
         c = dataclasses.replace(cfg, out_acc_bits=max(q, cfg.pe_acc_bits))
-        run = m.run(split[2].numpy(), c)
-        assert all(s.pe_events == 0 and s.acc_events == 0 for s in run.layers), run.layers
+        res = simulate(m, [(x.numpy(), y.numpy())], GoldenBackend(c))
+        assert all(s.pe_events == 0 and s.acc_events == 0 for s in res.layers), res.layers
         for lay in m.layers:
             wk = lay.weight.reshape(lay.out_channels, -1).T
             res = gemm(_adversarial(wk, *lay.input_range), wk, c, lay.bias)
@@ -105,17 +127,20 @@ def test_accumulator_aware_checkpoints_never_overflow(path, mode, split):
 
 
 def test_a2qplus_not_worse_than_a2q_at_smallest_p():
-    for bits, p in ((8, 16), (4, 10)):
-        a = load_int_model(CKPT / f"cnn_a2q_n{bits}_p{p}_s0.pt").meta["accuracy"]
-        b = load_int_model(CKPT / f"cnn_a2qplus_n{bits}_p{p}_s0.pt").meta["accuracy"]
+    """At N = 4, P = 10, A2Q collapsed on seed 0 and is not shipped; A2Q+ is."""
+    for bits, p in ((8, 16), (4, 12)):
+        a = load_graph(CKPT / f"cnn_a2q_n{bits}_p{p}_s0.pt").meta["accuracy"]
+        b = load_graph(CKPT / f"cnn_a2qplus_n{bits}_p{p}_s0.pt").meta["accuracy"]
         assert b >= a
+    assert not (CKPT / "cnn_a2q_n4_p10_s0.pt").exists()
+    assert load_graph(CKPT / "cnn_a2qplus_n4_p10_s0.pt").meta["accuracy"] > 0.9
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(LayerError, match=r"cannot be read"):
-        load_int_model(bad)
+        load_graph(bad)
     with pytest.raises(ValueError, match=r"is not a float checkpoint|cannot be read"):
         load_float(bad)
     with pytest.raises(ValueError, match=r"does not exist"):
@@ -135,3 +160,19 @@ def test_sweep_table_aggregates_seeds():
     text = table([seed(0.2, 10), seed(0.4, 20)])
     assert "| float | - | 99.0 ± 0.0 |" in text
     assert "| 8 | 16 | 30.0 ± 10.0 | 50.0 ± 0.0 | - | - (2 failed) | 0: 15 / 30 |" in text
+
+
+@pytest.mark.parametrize("path", INT_CKPTS, ids=lambda p: p.name)
+def test_every_shipped_checkpoint_is_well_above_chance(path):
+    """Ten classes: chance is 10 %; a checkpoint that collapsed at its own P is not shipped
+    (models.sweep.MIN_SHIPPED_ACCURACY)."""
+    from models.sweep import MIN_SHIPPED_ACCURACY
+
+    assert load_graph(path).meta["accuracy"] >= MIN_SHIPPED_ACCURACY > 0.1
+
+
+def test_layers_carry_the_model_names():
+    assert [n.name for n in load_graph(CKPT / "cnn_a2qplus_n8_p16_s0.pt").array_nodes] == [
+        "conv1", "conv2", "fc"]
+    assert [n.name for n in load_graph(CKPT / "mlp_baseline_n8_p32_s0.pt").array_nodes] == [
+        "fc1", "fc2"]

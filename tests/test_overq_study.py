@@ -5,8 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+from accel.backends import GoldenBackend
 from accel.config import ArrayConfig, OverQConfig
-from accel.quant.intmodel import IntModel, load_int_model
+from accel.executor import Executor
+from accel.graph import Graph, load_graph
+from accel.nodes import Requantize
 from models.digits import load_split
 from models.overq_study import CHECKPOINT, study, table
 
@@ -14,18 +17,19 @@ from models.overq_study import CHECKPOINT, study, table
 @pytest.fixture(scope="module")
 def model_and_data():
     _, _, xte, yte = load_split()
-    return load_int_model(CHECKPOINT), xte.numpy()[:120], yte.numpy()[:120]
+    return load_graph(CHECKPOINT), xte.numpy()[:120], yte.numpy()[:120]
 
 
-def wide(model: IntModel, bits: int) -> IntModel:
+def wide(model: Graph, bits: int) -> Graph:
     """The same model with unclamped ``bits``-bit activations between layers (no OverQ)."""
-    layers = [dataclasses.replace(lay, act_bits=bits if i else lay.act_bits,
-                                  requant=None if lay.requant is None else
-                                  dataclasses.replace(lay.requant, out_bits=bits))
-              for i, lay in enumerate(model.layers)]
-    clamps = {lay.name: (1 << bits) - 1 if i else model.input_clamps[lay.name]
-              for i, lay in enumerate(layers)}
-    return IntModel(layers, model.graph, clamps, dict(model.meta))
+    new = [dataclasses.replace(n, bits=bits, hi=None) for n in model.nodes if isinstance(n, Requantize)]
+    new += [dataclasses.replace(n, layer=dataclasses.replace(n.layer, act_bits=bits))
+            for n in model.array_nodes[1:]]
+    return model.replace(*new)
+
+
+def run(model: Graph, x, config: ArrayConfig):
+    return Executor(model, GoldenBackend(config)).run(x)
 
 
 def test_handled_outliers_give_the_unclamped_result(model_and_data):
@@ -37,10 +41,10 @@ def test_handled_outliers_give_the_unclamped_result(model_and_data):
     plain8 = ArrayConfig(rows=8, act_bits=8, weight_bits=4, pe_acc_bits=32)
     checked = 0
     for i in range(x.shape[0]):
-        run = model.run(x[i:i + 1], oq)
-        stats = [s.overq for s in run.layers]
+        got = run(model, x[i:i + 1], oq)
+        stats = [s.overq for s in got.layers.values()]
         if sum(s.outliers for s in stats) and all(s.displaced == s.unreached == 0 for s in stats):
-            np.testing.assert_array_equal(run.logits, ref.run(x[i:i + 1], plain8).logits)
+            np.testing.assert_array_equal(got.logits, run(ref, x[i:i + 1], plain8).logits)
             checked += 1
     assert checked >= 5
 
@@ -51,9 +55,10 @@ def test_study_rows_and_overq_helps_a_tight_calibration(model_and_data):
     rows = study(model, x, y, base, cascades=range(3), tightenings=(1, 4))
     assert len(rows) == 2 * (1 + 3 + 2)           # clamp, range c = 0..2, precision, both
     by = {(r["tighten"], r["overq"]): r for r in rows}
-    seen = by[(4, "range c=2")]["layers"]["4"]
-    assert seen["outliers"] > by[(1, "range c=2")]["layers"]["4"]["outliers"] > 0
-    handled = [by[(4, f"range c={c}")]["layers"]["4"]["handled_total"] for c in range(3)]
+    conv2 = model.array_nodes[1].name
+    seen = by[(4, "range c=2")]["layers"][conv2]
+    assert seen["outliers"] > by[(1, "range c=2")]["layers"][conv2]["outliers"] > 0
+    handled = [by[(4, f"range c={c}")]["layers"][conv2]["handled_total"] for c in range(3)]
     assert handled == sorted(handled) and handled[0] > 0       # deeper cascades reach more zeros
     assert by[(4, "range c=2")]["accuracy"] > by[(4, "clamp")]["accuracy"]
     assert "| calibrated / 4 | range c=2 |" in table(rows)
@@ -65,9 +70,9 @@ def test_precision_lanes_carry_fractions_between_layers(model_and_data, mode):
     classifies as the clamped one does, and the logits move (fraction bits are really used)."""
     model, x, y = model_and_data
     base = ArrayConfig(rows=8, act_bits=4, weight_bits=4, pe_acc_bits=32)
-    plain = model.run(x, base)
-    run = model.run(x, dataclasses.replace(base, overq=OverQConfig(mode=mode, cascade=2)))
-    assert all(st.overq.precision_slots > 0 for st in run.layers)
-    assert not np.array_equal(run.logits, plain.logits)
+    plain = run(model, x, base)
+    got = run(model, x, dataclasses.replace(base, overq=OverQConfig(mode=mode, cascade=2)))
+    assert all(st.overq.precision_slots > 0 for st in got.layers.values())
+    assert not np.array_equal(got.logits, plain.logits)
     acc = lambda r: (r.logits.argmax(1) == y).mean()  # noqa: E731
-    assert abs(acc(run) - acc(plain)) <= 0.02
+    assert abs(acc(got) - acc(plain)) <= 0.02

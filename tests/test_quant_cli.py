@@ -7,11 +7,11 @@ import pytest
 from torch import nn
 
 from accel.cli.quantize import Quantize
-from accel.quant import load_int_model
+from accel.graph import load_graph
 
 
 class TwoLayer(nn.Module):
-    """A user model written as a plain Module (not nn.Sequential): only its layers export."""
+    """A user model written as a plain Module (not nn.Sequential): traced, it exports whole."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,11 +37,11 @@ def test_quantize_mlp_writes_checkpoint_and_report(tmp_path, capsys):
     assert "minimum safe P" in out.out and "a2q+ epoch 1/1" in out.err
     data = json.loads(rep.read_text())
     assert data["accuracy_kind"] == "integer, on the array" and 0.0 <= data["accuracy"] <= 1.0
-    assert [r["name"] for r in data["layers"]] == ["1", "3"]
+    assert [r["name"] for r in data["layers"]] == ["fc1", "fc2"]        # models.digits names them
     for r in data["layers"]:
         assert {"l1_max", "l1_per_channel", "sparsity", "min_safe_p", "min_safe_q"} <= set(r)
         assert r["min_safe_p"] <= 16 and r["test_pe_events"] == 0
-    m = load_int_model(ckpt)
+    m = load_graph(ckpt)
     assert m.meta["quantizer"] == "a2q+" and m.meta["config"]["pe_acc_bits"] == 16
     assert m.meta["provenance"]["seed"] == 0
 
@@ -53,7 +53,8 @@ def test_quantize_user_model_factory(tmp_path):
                "--json", str(rep)])
     assert rc == 0
     data = json.loads(rep.read_text())
-    assert data["accuracy_kind"] == "fake-quant" and len(data["layers"]) == 2
+    assert data["accuracy_kind"] == "integer, on the array" and len(data["layers"]) == 2
+    assert [n.name for n in load_graph(tmp_path / "u.pt").array_nodes] == ["a", "b"]
 
 
 @pytest.mark.parametrize("argv, msg", [

@@ -14,9 +14,10 @@ from accel import bounds
 from accel.config import ArrayConfig
 from accel.layers import IntLayer
 from accel.quant import (ActQuant, OAQController, OAQError, QuantConv2d, QuantLinear, calibrate,
-                         export_int_model, fold_batch_norm, fold_batch_norms, quantize_model,
+                         export_graph, fold_batch_norm, fold_batch_norms, quantize_model,
                          set_array_config)
-from accel.quant.lowering import run_layer
+from accel.backends import ExactBackend, GoldenBackend
+from accel.executor import Executor
 
 
 # --- activation quantizer ------------------------------------------------------------------------
@@ -99,35 +100,18 @@ def test_lowering_equals_integer_conv(stride, pad, dil, groups, zp, seed):
                    stride=stride, padding=pad, dilation=dil, groups=groups)
     xp = F.pad(x.double(), (pad, pad, pad, pad), value=float(zp))
     want = F.conv2d(xp, w.double(), bias.double(), stride, 0, dil, groups).round().long().numpy()
-    got = run_layer(lay, x.numpy(), ArrayConfig(act_bits=4, weight_bits=4, rows=3)).acc
+    got = GoldenBackend(ArrayConfig(act_bits=4, weight_bits=4, rows=3)).run(lay, x.numpy()).acc
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("mode", ["wrap", "saturate"])
-def test_run_layer_statistics_equal_the_lowered_golden(mode):
-    """Plain lanes run the block screen: accumulators and event counts equal lower() + gemm."""
-    from test_screen import golden_layer, make_layer
-
-    rng = np.random.default_rng(4)
-    lay = make_layer(rng, "conv2d", 8, False, 8, 3, c_in=12, c_out=6, groups=2, bias_bits=12)
-    codes = rng.integers(0, 256, (2, 12, 5, 5))
-    cfg = ArrayConfig(rows=4, cols=4, pe_acc_bits=16, out_acc_bits=17, overflow=mode)
-    run = run_layer(lay, codes, cfg)
-    want, tot = golden_layer(lay, codes, cfg)
-    np.testing.assert_array_equal(run.acc, want)
-    assert (run.pe_events, run.acc_events, run.affected) == (
-        tot["pe_events"], tot["acc_events"], tot["affected_outputs"])
-    assert run.acc_events > 0 and run.overq == []
-
-
-def test_run_layer_checks_codes_against_the_lanes():
+def test_backend_checks_codes_against_the_lanes():
     lin = IntLayer(name="fc", kind="linear", weight=np.ones((2, 3), int), weight_scale=[1.0],
                    input_scale=1.0, input_zero_point=0, act_bits=4, weight_bits=4)
     with pytest.raises(ValueError, match=r"layer 'fc': input codes span \[0, 16\], outside the "
                                          r"layer's lane range \[0, 15\]"):
-        run_layer(lin, np.array([[16, 0, 0]]), ArrayConfig(act_bits=4, weight_bits=4))
+        GoldenBackend(ArrayConfig(act_bits=4, weight_bits=4)).run(lin, np.array([[16, 0, 0]]))
     with pytest.raises(ValueError, match=r"layer 'fc': linear input must end in 3 features"):
-        run_layer(lin, np.zeros((1, 4), int), ArrayConfig(act_bits=4, weight_bits=4))
+        GoldenBackend(ArrayConfig(act_bits=4, weight_bits=4)).run(lin, np.zeros((1, 4), int))
 
 
 # --- QAT layers and export --------------------------------------------------------------------------
@@ -145,14 +129,13 @@ def test_fake_quant_forward_equals_exported_integers(quantizer):
     x = torch.rand(8, 1, 6, 6) * 4
     calibrate(q, [x])
     q.eval()
-    im = export_int_model(q)
+    g = export_graph(q)
     with torch.no_grad():
         fake = q(x).numpy()
-    exact = im.run(x.numpy(), dataclasses.replace(cfg, pe_acc_bits=40), exact=True).logits
+    exact = Executor(g, ExactBackend(cfg)).run(x.numpy()).logits
     np.testing.assert_allclose(exact, fake, rtol=1e-4, atol=1e-4)
-    assert [g["op"] for g in im.graph] == ["layer", "relu", "maxpool2d", "flatten", "layer"]
-    assert im.layers[0].requant is not None and im.layers[0].requant.relu
-    assert im.layers[1].requant is None
+    assert [n.op for n in g.nodes] == ["input", "quantize", "array", "requantize", "clamp",
+                                       "maxpool", "reshape", "array", "dequantize"]
 
 
 def test_accumulator_aware_bias_is_budgeted_at_q():
@@ -187,10 +170,22 @@ def test_export_errors():
     q = quantize_model(nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)), "baseline", cfg,
                        input_range=1.0)
     calibrate(q, [torch.rand(3, 4)])
-    with pytest.raises(ValueError, match=r"1: Tanh cannot be exported to an integer model"):
-        export_int_model(q)
-    with pytest.raises(ValueError, match=r"needs an nn.Sequential, not QuantLinear"):
-        export_int_model(q[0])
+    with pytest.raises(ValueError, match=r"node '1' \(call_module Tanh\) cannot be exported to an "
+                                         r"integer graph; supported: quantized layers"):
+        export_graph(q)
+    branchy = quantize_model(nn.Sequential(nn.Linear(4, 4)), "baseline", cfg, input_range=1.0)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.l = branchy
+
+        def forward(self, x):
+            y = self.l(x)
+            return y + y
+
+    with pytest.raises(ValueError, match=r"cannot be exported"):
+        export_graph(Twice())
 
 
 # --- OAQ ------------------------------------------------------------------------------------------------
@@ -208,7 +203,8 @@ def test_oaq_shrinks_clamps_until_exact():
     assert c["c_w"] < 7 and c["c_x"] < 15 and c["shrinks"] == 7 - c["c_w"] == 15 - c["c_x"]
     il = q[0].to_int_layer("0")
     codes = q[0].act_quant.codes(x).numpy().astype(np.int64)
-    assert (run_layer(il, codes, cfg).acc == run_layer(il, codes, cfg, exact=True).acc).all()
+    run = GoldenBackend(cfg).run(il, codes)
+    assert (run.acc == run.exact).all()
 
 
 def test_oaq_error_names_the_layer():
@@ -221,3 +217,42 @@ def test_oaq_error_names_the_layer():
     q(torch.ones(1, 64))
     with pytest.raises(OAQError, match=r"OAQ layer '0': golden result still differs .* c_w = 1"):
         ctl.step()
+
+
+class _Residual(nn.Module):
+    """conv -> relu -> (conv -> bn) + skip -> relu -> global average pool -> flatten -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.body = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), _trained_bn(4))
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.relu(self.stem(x))
+        return self.fc(self.pool(self.relu2(self.body(h) + h)).flatten(1))
+
+
+@pytest.mark.parametrize("quantizer", ["baseline", "a2q+"])
+def test_residual_model_exports_with_shared_quantizers(quantizer):
+    """The skip tensor is read by the block's conv and by the addition: one quantizer, one code
+    tensor; the exported integers compute the fake-quantized forward (up to rounding ties)."""
+    cfg = ArrayConfig(act_bits=6, weight_bits=5, pe_acc_bits=16)
+    q = quantize_model(_Residual(), quantizer, cfg, input_range=4.0)
+    x = torch.rand(64, 1, 6, 6, generator=torch.Generator().manual_seed(1)) * 4
+    calibrate(q, [x])
+    q.eval()
+    body = q.get_submodule("body.0")
+    add = q.get_submodule("add0")
+    assert add.act_b is body.act_quant and add.act_a.signed             # skip shared; sum signed
+    g = export_graph(q)
+    assert [n.op for n in g.nodes].count("add") == 1 and [n.op for n in g.nodes].count("quantize") == 1
+    with torch.no_grad():
+        fake = q(x).numpy()
+    exact = Executor(g, ExactBackend(cfg)).run(x.numpy()).logits
+    assert np.mean(np.isclose(exact, fake, rtol=1e-4, atol=1e-4)) > 0.9    # rare rounding ties
+    assert (exact.argmax(1) == fake.argmax(1)).mean() >= 0.9

@@ -197,3 +197,10 @@ def test_export_check_fails_loudly():
     with pytest.raises(ValueError, match=r"layer 'fc': a2q integer weights of channel 0 \(whole row\) "
                                          r"need 17 accumulator bits"):
         quant.check(bad, "fc")
+
+
+def test_light_quantizer_names_list_every_weight_quantizer():
+    from accel.quant.names import QUANTIZERS
+    from accel.quant.weight import WEIGHT_QUANTIZERS
+
+    assert tuple(WEIGHT_QUANTIZERS) == QUANTIZERS

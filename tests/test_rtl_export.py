@@ -154,3 +154,11 @@ def test_errors():
     with pytest.raises(ConfigError, match=r"^config must be an accel.ArrayConfig, not dict$"):
         export({"rows": 2}, "unused")
     gc.collect()
+
+
+def test_contract_timing_fields_lead_the_timing_record():
+    import dataclasses
+
+    from accel.timing import CONTRACT_FIELDS, Timing
+
+    assert tuple(f.name for f in dataclasses.fields(Timing))[:4] == CONTRACT_FIELDS

@@ -17,7 +17,7 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from accel.config import ArrayConfig, ConfigError, OverQConfig
-from accel.golden import op
+from accel.arith import op
 from accel.overq import LaneTag, encode, tag_shifts
 from rtl_gen.mesh import Mesh
 from rtl_gen.overq_encoder import OverQEncoder, lane_tags

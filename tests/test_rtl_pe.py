@@ -10,7 +10,7 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from accel.config import ArrayConfig, ConfigError, OverQConfig
-from accel.golden import op
+from accel.arith import op
 from rtl_gen.mesh import Mesh
 from rtl_gen.pe import PE
 

@@ -9,8 +9,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from accel.config import ArrayConfig
-from accel.golden import gemm, op, reference_gemm
-from sim.schedule import (beats, count_folds, count_groups, expected_lanes, pack_lanes,
+from accel.arith import op
+from accel.golden import gemm
+from accel.reference import reference_gemm
+from accel.arith import fold_count, group_count
+from sim.schedule import (beats, expected_lanes, pack_lanes,
                           steps, unpack_lanes)
 
 settings.register_profile("ci", derandomize=True, max_examples=60, deadline=None)
@@ -38,8 +41,8 @@ def test_steps_one_fold_resends_tile_per_chunk() -> None:
 
 
 def test_counts() -> None:
-    assert (count_folds(5, SMALL), count_groups(7, SMALL)) == (3, 3)
-    assert (count_folds(2, SMALL), count_groups(3, SMALL)) == (1, 1)
+    assert (fold_count(5, SMALL.rows), group_count(7, SMALL.cols)) == (3, 3)
+    assert (fold_count(2, SMALL.rows), group_count(3, SMALL.cols)) == (1, 1)
 
 
 @pytest.mark.parametrize("shape, name", [((1, 0, 1), "K"), ((1, 1, 0), "O"), ((-1, 1, 1), "T"),

@@ -1,4 +1,5 @@
-"""The lazy lowering (accel.patches) and the block screen (accel.screen) against lower() + golden."""
+"""The lazy operands (accel.operand) and the screen (accel.screen) of the golden back end against
+lower() + the per-element reference (accel.reference.reference_gemm), output for output."""
 
 from __future__ import annotations
 
@@ -11,16 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import accel.patches as patches_mod
+import accel.operand as operand_mod
 import accel.screen as screen_mod
-from accel.config import ArrayConfig, OverQConfig
-from accel.golden import gemm
-from accel.layers import IntLayer, code_range
+from accel.arith import code_range
+from accel.backends import GoldenBackend
+from accel.config import ArrayConfig
+from accel.layers import IntLayer
 from accel.lowering import gemm_shape, lower, raise_output
-from accel.patches import Patches
-from accel.screen import block_edges, screen_layer
-from accel.timing import timing
-from sim.tlm.layer import run_layer
+from accel.operand import Patches, layer_operand
+from accel.reference import reference_gemm
+from accel.screen import block_edges, screen
 
 
 def make_layer(rng, kind, act_bits, act_signed, weight_bits, zp, c_in=4, c_out=6, groups=1,
@@ -37,31 +38,28 @@ def make_layer(rng, kind, act_bits, act_signed, weight_bits, zp, c_in=4, c_out=6
                     weight_bits=weight_bits, bias=bias, **extra)
 
 
-def golden_layer(layer, codes, config):
-    """lower() + golden.gemm per group: the layer-shaped result and the screen's statistics."""
-    ys, tot = [], dict(pe_events=0, acc_events=0, pe_outputs=0, acc_outputs=0, affected_outputs=0,
-                       mismatches=0)
-    for x, w, b in lower(layer, codes):
-        res = gemm(x, w, config, b)
-        exact = x.astype(np.int64) @ w + (0 if b is None else b)
-        ys.append(res.y)
-        tot["pe_events"] += res.pe_events
-        tot["acc_events"] += res.acc_events
-        tot["pe_outputs"] += int(res.pe_overflow.sum())
-        tot["acc_outputs"] += int(res.acc_overflow.sum())
-        tot["affected_outputs"] += int((res.pe_overflow | res.acc_overflow).sum())
-        tot["mismatches"] += int((res.y != exact).sum())
-    return raise_output(layer, ys, gemm_shape(layer, codes.shape)), tot
+def reference_layer(layer, codes, config):
+    """lower() + reference_gemm per group: layer-shaped results, flags, events and exact sums."""
+    shape = gemm_shape(layer, codes.shape)
+    parts = [(reference_gemm(x.astype(np.int64), w, config, b),
+              x.astype(np.int64) @ w + (0 if b is None else b)) for x, w, b in lower(layer, codes)]
+
+    def join(get):
+        return raise_output(layer, [get(p) for p in parts], shape)
+
+    return (join(lambda p: p[0].y), join(lambda p: p[0].pe_overflow),
+            join(lambda p: p[0].acc_overflow), join(lambda p: p[1]),
+            sum(p[0].pe_events for p in parts), sum(p[0].acc_events for p in parts))
 
 
 def assert_screen_equals_golden(layer, codes, config):
-    got = screen_layer(Patches(layer, codes), config)
-    assert got is not None
-    want, tot = golden_layer(layer, codes, config)
-    assert got.acc.shape == want.shape
-    assert np.array_equal(got.acc, want)
-    for name, value in tot.items():
-        assert getattr(got, name) == value, name
+    """The golden back end (operand, screen, stepping) equals the reference, every output."""
+    got = GoldenBackend(config).run(layer, codes)
+    y, pe, acc, exact, pe_ev, acc_ev = reference_layer(layer, codes, config)
+    assert got.acc.shape == y.shape
+    assert np.array_equal(got.acc, y) and np.array_equal(got.exact, exact)
+    assert np.array_equal(got.pe_overflow, pe) and np.array_equal(got.acc_overflow, acc)
+    assert (got.pe_events, got.acc_events) == (pe_ev, acc_ev)
     return got
 
 
@@ -103,17 +101,19 @@ def cases(draw):
         shape = (draw(st.integers(1, 2)), geo["c_in"], h, w)
     bias_bits = draw(st.one_of(st.none(), st.integers(0, q - 2)))
     knobs = (draw(st.sampled_from([1, 2, 9])), draw(st.sampled_from([0, 10**9])),
-             draw(st.sampled_from([1, 10**9])))
+             draw(st.sampled_from([1, 10**9])), draw(st.sampled_from([0.0, 0.25, 2.0])))
     return (kind, n_bits, signed, m_bits, zp, geo, shape, bias_bits, config, knobs,
             draw(st.sampled_from(["uniform", "rails", "max", "min"])), draw(st.integers(0, 2**31)))
 
 
 def with_knobs(stack, knobs):
-    """Force block size (folds per block), the refinement path (0: gathered, 1e9: dense) and the
-    conv layout of the block sums (1: channel-last, 1e9: channel-first)."""
+    """Force block size (folds per block), the refinement path (0: gathered, 1e9: dense), the
+    conv layout of the block sums (1: channel-last, 1e9: channel-first) and whether vectors at
+    risk are stepped whole (0.0) or output by output (2.0)."""
     stack.enter_context(mock.patch.object(screen_mod, "BLOCK_FOLDS", knobs[0]))
     stack.enter_context(mock.patch.object(screen_mod, "DENSE_RATIO", knobs[1]))
-    stack.enter_context(mock.patch.object(patches_mod, "NHWC_MIN_PIXELS", knobs[2]))
+    stack.enter_context(mock.patch.object(operand_mod, "NHWC_MIN_PIXELS", knobs[2]))
+    stack.enter_context(mock.patch.object(screen_mod, "DENSE_ROW_SHARE", knobs[3]))
 
 
 @settings(max_examples=250, deadline=None)
@@ -128,7 +128,8 @@ def test_screen_equals_golden(case):
         assert_screen_equals_golden(layer, codes, config)
 
 
-@pytest.mark.parametrize("knobs", [(1, 0, 1), (2, 10**9, 10**9), (9, 0, 10**9), (9, 10**9, 1)])
+@pytest.mark.parametrize("knobs", [(1, 0, 1, 2.0), (2, 10**9, 10**9, 0.0), (9, 0, 10**9, 0.25),
+                                   (9, 10**9, 1, 2.0)])
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
 def test_corner_operands(knobs, mode):
     """-2^(N-1) * -2^(M-1) everywhere (signed), and all-max unsigned codes with min weights."""
@@ -154,7 +155,7 @@ def test_one_channel_blocks_of_unequal_strides(nhwc):
                        stride=(1, 2))
     config = ArrayConfig(rows=1, cols=3, act_bits=2, weight_bits=2, pe_acc_bits=4, overflow="wrap")
     with ExitStack() as stack:
-        with_knobs(stack, (1, 0, nhwc))
+        with_knobs(stack, (1, 0, nhwc, 2.0))
         assert_screen_equals_golden(layer, codes_for(rng, layer, (2, 2, 1, 3), "uniform"), config)
 
 
@@ -167,7 +168,9 @@ def test_just_overflowing_sum(extra, events):
     layer = IntLayer(name="l", kind="linear", weight=np.ones((1, 160), np.int64), weight_scale=[1.0],
                      input_scale=1.0, input_zero_point=0)
     got = assert_screen_equals_golden(layer, x, config)
-    assert got.acc_events == events and got.resolved == events
+    res = screen(layer_operand(layer, x), np.zeros(1, np.int64), config)
+    stepped = sum(t.size for t, *_ in res.todo) + int(res.dense.sum()) if res.dense is not None else 0
+    assert got.acc_events == events and stepped == events
 
 
 def test_float64_screen_and_restart():
@@ -179,7 +182,7 @@ def test_float64_screen_and_restart():
     codes = codes_for(rng, layer, (4, 64), "rails")
     assert_screen_equals_golden(layer, codes, wide)
     runs = []
-    real_run = screen_mod._Screen.run
+    real_run = screen_mod._Blocks.run
 
     def spy(self, edges):
         runs.append((self.dtype, real_run(self, edges)))
@@ -188,27 +191,29 @@ def test_float64_screen_and_restart():
     narrow = ArrayConfig(rows=8, cols=2, act_bits=8, weight_bits=8, pe_acc_bits=20, out_acc_bits=24,
                          overflow="wrap")
     layer = make_layer(rng, "linear", 8, False, 8, 0, c_in=1200, c_out=2, fill=127)
-    with mock.patch.object(screen_mod._Screen, "run", spy):
+    with mock.patch.object(screen_mod._Blocks, "run", spy):
         got = assert_screen_equals_golden(layer, np.full((2, 1200), 255), narrow)
-    assert [ok for _, ok in runs] == [False, True] and got.acc_events > 0
+    assert [ok is not None for _, ok in runs] == [False, True] and got.acc_events > 0
 
 
-def test_not_applicable_and_errors():
+def test_wide_operands_and_errors():
+    """16-bit operands (2^31 products) screen with float64 block sums; Q > 52 steps every vector;
+    codes outside the lanes and a bias outside Q are errors."""
     rng = np.random.default_rng(6)
-    layer = make_layer(rng, "linear", 8, False, 8, 0, c_in=8, c_out=2)
-    codes = rng.integers(0, 256, (3, 8))
-    overq = ArrayConfig(rows=4, cols=2, overq=OverQConfig(mode="range"))
-    assert screen_layer(Patches(layer, codes), overq) is None
-    assert screen_layer(Patches(layer, np.zeros((0, 8), np.int64)), ArrayConfig(rows=4, cols=2)) is None
-    big = make_layer(rng, "linear", 16, False, 16, 0, c_in=8, c_out=2)     # 2^31 products
-    cfg16 = ArrayConfig(rows=4, cols=2, act_bits=16, weight_bits=16)
-    assert screen_layer(Patches(big, rng.integers(0, 1 << 16, (2, 8))), cfg16) is None
+    big = make_layer(rng, "linear", 16, False, 16, 0, c_in=8, c_out=2)
+    cfg16 = ArrayConfig(rows=4, cols=2, act_bits=16, weight_bits=16, pe_acc_bits=34)
+    assert_screen_equals_golden(big, rng.integers(0, 1 << 16, (2, 8)), cfg16)
+    q60 = ArrayConfig(rows=4, cols=2, act_bits=16, weight_bits=16, pe_acc_bits=40, out_acc_bits=60)
+    res = screen(layer_operand(big, rng.integers(0, 1 << 16, (3, 8))), np.zeros(2, np.int64), q60)
+    assert res.dense.all()
+    assert_screen_equals_golden(big, rng.integers(0, 1 << 16, (3, 8)), q60)
     signed = make_layer(rng, "linear", 8, True, 8, 0, c_in=8, c_out=2)
-    with pytest.raises(ValueError, match=r"span \[-128, -\d+\], outside the unsigned 8-bit lane range \[0, 255\]"):
-        screen_layer(Patches(signed, rng.integers(-128, 0, (2, 8))), ArrayConfig(rows=4, cols=2))
+    with pytest.raises(ValueError, match=r"span \[-128, -\d+\], outside the layer's lane range \[0, 255\]"):
+        layer_operand(signed, rng.integers(-128, 0, (2, 8)), (0, 255))
     biased = make_layer(rng, "linear", 8, False, 8, 0, c_in=8, c_out=2, bias_bits=30)
     with pytest.raises(ValueError, match="bias of channel"):
-        screen_layer(Patches(biased, codes), ArrayConfig(rows=4, cols=2, pe_acc_bits=16))
+        GoldenBackend(ArrayConfig(rows=4, cols=2, pe_acc_bits=16)).run(
+            biased, rng.integers(0, 256, (3, 8)))
 
 
 def test_exact_whatever_the_float32_precision_settings():
@@ -254,15 +259,17 @@ def test_patches_equal_lowering(groups):
     layer = make_layer(rng, "conv2d", 8, False, 8, 3, c_in=4, c_out=4, groups=groups,
                        kernel=(2, 3), stride=(2, 1), padding=(1, 2), dilation=(1, 2))
     codes = rng.integers(0, 256, (2, 4, 6, 7))
-    p = Patches(layer, codes)
+    p = layer_operand(layer, codes)
+    assert isinstance(p, Patches)
     mats = lower(layer, codes)
     t = rng.integers(0, p.shape.t, 20)
     o = rng.integers(0, layer.out_channels, 20)
     x = np.stack([mats[oc // p.shape.o][0][tt] for tt, oc in zip(t, o)])
     w = np.stack([mats[oc // p.shape.o][1][:, oc % p.shape.o] for oc in o])
-    assert np.array_equal(p.take(t, o, 3, 9), x[:, 3:9])
-    assert np.array_equal(p.weights(o, 3, 9), w[:, 3:9])
-    pn = p.block_sums(p.kk, 2 * p.kk).numpy()
+    assert np.array_equal(p.take(t, o, 3, 9, np.float32), x[:, 3:9])
+    assert np.array_equal(p.weights(o, 3, 9, np.int64), w[:, 3:9])
+    assert np.array_equal(p.rows(t, 1 if groups == 2 else 0), mats[1 if groups == 2 else 0][0][t])
+    pn = p.block_sums(p.kk, 2 * p.kk, np.float32)
     for g, (xg, wg, _) in enumerate(mats):
         prods = xg[:, None, p.kk:2 * p.kk].astype(np.int64) * wg.T[None, :, p.kk:2 * p.kk]
         sl = pn.reshape(p.shape.t, 2, -1)[:, :, g * p.shape.o:(g + 1) * p.shape.o]
@@ -270,17 +277,11 @@ def test_patches_equal_lowering(groups):
         assert np.array_equal(sl[:, 1], np.minimum(prods, 0).sum(axis=2))
 
 
-@pytest.mark.parametrize("mode", ["wrap", "saturate"])
-def test_run_layer_screen_equals_extremes_path(mode):
-    """run_layer without extremes (the screen) reports what the exact-extremes path reports."""
+def test_exact_sums_equal_the_lowering():
     rng = np.random.default_rng(8)
-    config = ArrayConfig(rows=8, cols=4, act_bits=8, weight_bits=8, pe_acc_bits=17, overflow=mode)
-    layer = make_layer(rng, "conv2d", 8, False, 8, 0, c_in=16, c_out=8, bias_bits=10)
-    codes = rng.integers(0, 256, (2, 16, 6, 6))
-    fast, fs = run_layer(layer, codes, config, timing(config), extremes=False)
-    slow, ss = run_layer(layer, codes, config, timing(config), extremes=True)
-    assert np.array_equal(fast, slow)
-    assert fs.acc_events > 0 and not fs.extremes_measured
-    for name in ("cycles", "jobs", "macs", "outputs", "pe_events", "acc_events", "pe_overflow_outputs",
-                 "acc_overflow_outputs", "affected_outputs", "exact_mismatches"):
-        assert getattr(fs, name) == getattr(ss, name), name
+    layer = make_layer(rng, "conv2d", 8, False, 8, 0, c_in=64, c_out=8, bias_bits=10, groups=2)
+    codes = rng.integers(0, 256, (2, 64, 6, 6))
+    op = layer_operand(layer, codes)
+    ys = [x.astype(np.int64) @ w for x, w, _ in lower(layer, codes)]
+    want = raise_output(layer, ys, op.shape)
+    assert np.array_equal(op.output(op.exact_sums()), want)

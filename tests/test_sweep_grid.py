@@ -8,12 +8,23 @@ import torch
 
 from accel.config import ArrayConfig
 from accel.layers import IntLayer
-from accel.quant.intmodel import IntModel
+from accel.backends import ExactBackend
+from accel.executor import Executor
+from accel.graph import Graph
+from accel.nodes import ArrayLayer, Dequantize, Input, Quantize, Reshape
 from sim.sweep.catalog import GEMM_DEFAULTS, Catalog
 from sim.sweep.errors import SweepError
 from sim.sweep.grid import expand, load_sweep
 
 TINY_PS = (18, 20, 22)
+
+
+def tiny_graph(layer: IntLayer, meta: dict) -> Graph:
+    """Image -> 8-bit codes -> flatten -> the linear layer -> logits."""
+    return Graph([Input(name="x"), Quantize(name="q", inputs=("x",), scale=layer.input_scale),
+                  Reshape(name="flat", inputs=("q",), shape=(-1,)),
+                  ArrayLayer(name="fc", inputs=("flat",), layer=layer),
+                  Dequantize(name="out", inputs=("fc",), scale=layer.acc_scale, axis=-1)], meta=meta)
 
 
 def make_checkpoints(folder: Path, ps=TINY_PS, quantizers=("a2q", "baseline"), seed=0,
@@ -30,18 +41,16 @@ def make_checkpoints(folder: Path, ps=TINY_PS, quantizers=("a2q", "baseline"), s
     folder.mkdir(parents=True, exist_ok=True)
     for q in quantizers:
         for p in ps:
-            model = IntModel(layers=[layer], graph=[{"op": "flatten", "start_dim": 1},
-                                                    {"op": "layer", "name": "fc"}],
-                             input_clamps={"fc": 255})
             cfg = ArrayConfig(rows=4, cols=4, pe_acc_bits=p).to_dict()
-            model.save(folder / f"tiny_{q}_p{p}.pt", {"model": "tiny", "quantizer": q, "config": cfg,
-                                                      "float_accuracy": 0.9, "accuracy": 0.5})
+            model = tiny_graph(layer, {"model": "tiny", "quantizer": q, "config": cfg,
+                                       "float_accuracy": 0.9, "accuracy": 0.5})
+            model.save(folder / f"tiny_{q}_p{p}.pt")
     from models.digits import load_split
     from models.recipes import FLOAT_FORMAT
 
     if float_accuracy == "exact":
         _, _, x, y = load_split()
-        logits = model.run(x.numpy(), ArrayConfig(rows=4, cols=4), exact=True).logits
+        logits = Executor(model, ExactBackend(ArrayConfig(rows=4, cols=4))).run(x.numpy()).logits
         float_accuracy = float(np.mean(logits.argmax(1) == y.numpy()))
     torch.save({"format": FLOAT_FORMAT, "model": "tiny", "state_dict": {},
                 "meta": {"accuracy": float_accuracy}}, folder / "tiny_float.pt")
@@ -99,7 +108,7 @@ def test_toml_file(tmp_path):
     ({"models": ["gemm"], "checkpoint_p": "latest"}, "checkpoint_p must be \"match\", \"all\""),
     ({"models": ["gemm"], "adversarial": "yes"}, "adversarial must be true or false"),
     ({"models": ["gemm"], "split": "train"}, "split must be one of 'test', not 'train'"),
-    ({"models": ["gemm"], "synth": "asic"}, "synth must be one of 'generic', 'ice40'"),
+    ({"models": ["gemm"], "synth": "asic"}, "synth must be one of 'generic', 'sky130', 'ice40'"),
     ({"models": ["gemm"], "gemm": {"t": 0}}, "[gemm]: t must be a positive integer, not 0"),
     ({"models": ["gemm"], "gemm": {"n": 3}}, "[gemm]: unknown key(s) n; valid keys are t, k, o"),
     ({"models": ["gemm"], "gemm": {"dist": "gauss"}}, "dist must be one of 'uniform', 'extreme'"),
@@ -157,5 +166,5 @@ def test_checkpoint_errors(tmp_path):
         expand(base, catalog=Catalog(tmp_path / "ck"))
     (tmp_path / "ck" / "junk.pt").unlink()
     torch.save({"format": "something-else"}, tmp_path / "ck" / "other.pt")
-    with pytest.raises(SweepError, match="other.pt: .*other.pt is not an integer-layer checkpoint"):
+    with pytest.raises(SweepError, match="checkpoint .*other.pt is not an accel integer-model checkpoint"):
         expand(base, catalog=Catalog(tmp_path / "ck"))

@@ -13,14 +13,16 @@ import pytest
 
 from accel.operands import random_operands
 from accel.golden import gemm
-from accel.quant.intmodel import load_int_model
+from accel.graph import load_graph
+from accel.reference import reference_gemm
 from sim.sweep.adversarial import adversarial_codes
 from sim.sweep.catalog import Catalog
 from sim.sweep.evaluate import evaluate_point
 from sim.sweep.executors import DaskExecutor, LocalExecutor, make_executor
 from sim.sweep.grid import expand
-from sim.sweep.progress import Progress
+from accel.progress import Progress
 from sim.sweep.run import run_sweep, spread_configs
+from procs import workers
 from sim.sweep.spec import KEY_FIELDS, PointSpec
 from sim.sweep.store import ResultStore
 from test_sweep_grid import make_checkpoints
@@ -81,12 +83,14 @@ def test_model_point_matches_the_integer_model(tmp_path):
     row = evaluate_point(spec)
     from models.digits import load_split
     _, _, x, y = load_split()
-    model = load_int_model(spec.checkpoint)
-    run = model.run(x.numpy(), spec.config)
-    assert row["accuracy"] == np.mean(run.logits.argmax(1) == y.numpy())
+    (node,) = load_graph(spec.checkpoint).array_nodes       # by hand: quantize, flatten, one GEMM
+    fc = node.layer
+    codes = np.clip(np.rint(x.numpy().reshape(360, -1).astype(np.float64) / fc.input_scale), 0, 255)
+    ref = reference_gemm(codes.astype(np.int64), fc.weight.T, spec.config, fc.bias)
+    assert row["accuracy"] == np.mean(ref.y.argmax(1) == y.numpy())
     assert row["samples"] == 360 and row["float_accuracy"] == 0.875
     (lay,) = row["layers"]
-    assert (lay["pe_events"], lay["acc_events"]) == (run.layers[0].pe_events, run.layers[0].acc_events)
+    assert (lay["pe_events"], lay["acc_events"]) == (ref.pe_events, ref.acc_events)
     assert lay["pe_events"] > 0 and row["adv_pe_events"] > 0      # random weights overflow P = 16
     from sim.cycles import gemm_cycles
     assert row["cycles"] == gemm_cycles(1, 64, 10, spec.config).cycles   # one inference, batch 1
@@ -118,13 +122,16 @@ def test_local_sweep_resumes_and_records_failures(tmp_path):
         def flush(self):
             pass
 
-    summary = run_sweep(pts + [broken], store, LocalExecutor(2), progress=Progress(5, "t ", Lines()))
+    summary = run_sweep(pts + [broken], store, LocalExecutor(2), progress=Progress(5, "t", "points", stream=Lines()))
     assert (summary.finished, summary.skipped, len(summary.failed)) == (4, 0, 1)
     assert "KeyError" in summary.failed[0]["error"] and not summary.complete
     assert store.count() == 4 and store.failures()[0]["label"] == broken.label
-    assert any("5/5 100%" in s for s in lines)
-    again = run_sweep(pts, store, LocalExecutor(2))
+    assert any(s.startswith("t 5/5 points 100 %") for s in lines)
+    lines.clear()
+    again = run_sweep(pts, store, LocalExecutor(2), progress=Progress(4, "t", "points", stream=Lines()))
     assert (again.finished, again.skipped, again.complete) == (0, 4, True)
+    # a resumed run counts the stored points in the total, not in its rate
+    assert lines == [] and again.points == 4
 
 
 def test_points_of_one_configuration_are_spread_out():
@@ -163,21 +170,6 @@ def test_dask_executor_gives_the_same_rows(tmp_path):
     assert same_rows(local.rows(), dask.rows())
 
 
-def _children(pid):
-    """Worker processes of a sweep (spawned interpreters whose parent is ``pid``)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                cmd = (d / "cmdline").read_bytes()
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid and b"spawn_main" in cmd:
-                out.append(int(d.name))
-    return out
-
-
 def _sweep_cmd(db):
     return [sys.executable, "-m", "accel", "sweep", "--model", "gemm", "--rows", "4", "--cols", "4",
             "--grid", "pe_acc_bits=16,17,18,19,20,21,22,23", "--gemm", "t=2048", "--gemm", "k=256",
@@ -199,9 +191,9 @@ def test_killed_worker_then_rerun_completes_without_duplicates(tmp_path):
     deadline = time.monotonic() + 120
     while _rows_in(db) < 1 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    workers = _children(proc.pid)
-    assert workers, "no worker process found"
-    os.kill(workers[0], signal.SIGKILL)                       # a worker dies mid-sweep
+    pids = workers(proc.pid)
+    assert pids, "no worker process found"
+    os.kill(pids[0], signal.SIGKILL)                       # a worker dies mid-sweep
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "lost" in out and "run the same command again to resume" in out
@@ -231,3 +223,27 @@ def test_killed_sweep_process_resumes(tmp_path):
     rerun = subprocess.run(_sweep_cmd(db), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert _rows_in(db) == 8
+
+
+def test_pool_broken_between_points_loses_them_cleanly(monkeypatch, tmp_path):
+    """A worker dying while the next point is being queued (submit raises BrokenProcessPool) is
+    a lost point with the resume advice, never a traceback out of the sweep."""
+    import concurrent.futures.process as cfp
+    import sim.sweep.executors as ex
+
+    class BreaksOnThirdSubmit(cfp.ProcessPoolExecutor):
+        calls = 0
+
+        def submit(self, *a, **k):
+            type(self).calls += 1
+            if type(self).calls >= 3:
+                raise cfp.BrokenProcessPool("a child process terminated abruptly")
+            return super().submit(*a, **k)
+
+    monkeypatch.setattr(ex, "ProcessPoolExecutor", BreaksOnThirdSubmit)
+    pts = gemm_points()
+    store = ResultStore(tmp_path / "r.db")
+    summary = run_sweep(pts, store, LocalExecutor(1))
+    assert summary.finished >= 1 and summary.lost >= 1 and not summary.complete
+    assert summary.finished + summary.lost <= len(pts)
+    assert len(store.rows()) == summary.finished

@@ -30,6 +30,8 @@ def test_help_shows_examples_and_defaults(capsys):
     (["-t", "generic", "-t", "xilinx", "--device", "hx8k"],
      "--device 'hx8k' needs an ice40 or ecp5 target, not only generic, xilinx"),
     (["-t", "generic", "--timeout", "0"], "timeout must be a positive number of seconds, not 0"),
+    (["-t", "ice40", "--pnr", "--freq", "-5"], "--freq must be a positive number of MHz, not -5"),
+    (["-t", "ice40", "--pnr", "--freq", "0"], "--freq must be a positive number of MHz, not 0"),
 ])
 def test_argument_errors(argv, message, capsys, tmp_path):
     assert main(["synth", *SMALL, "--cache-dir", str(tmp_path), "-b", "pe", *argv]) == 2

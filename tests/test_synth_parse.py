@@ -123,7 +123,7 @@ def test_classify_generic_and_other_families():
 
 def test_target_and_device_errors():
     with pytest.raises(ValueError, match="unknown synthesis target 'vivado'; valid targets are "
-                                         "generic, ice40, ecp5, xilinx"):
+                                         "generic, sky130, ice40, ecp5, xilinx"):
         targets.get_target("vivado")
     with pytest.raises(ValueError, match="unknown ice40 device 'hx1k'; valid devices are hx8k, up5k"):
         targets.get_target("ice40").device("hx1k")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 
 #: P grid of the demo (bits): the shipped checkpoints were trained for 16, 20 and 32.
 DEMO_P = (16, 17, 18, 20, 24, 32)
@@ -82,7 +82,7 @@ Re-running reuses finished points (out/demo/results.db) and cached synthesis rep
 """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-o", "--out-dir", default=DEFAULT_OUT,
+        output_path(parser, "-o", "--out-dir", kind="dir", default=DEFAULT_OUT,
                             help=f"output folder (default {DEFAULT_OUT})")
         parser.add_argument("--rows", type=int, default=4, help="array rows R (default 4)")
         parser.add_argument("--cols", type=int, default=4, help="array columns C (default 4)")
@@ -105,11 +105,11 @@ Re-running reuses finished points (out/demo/results.db) and cached synthesis rep
 
     def run(self, args: argparse.Namespace) -> int:
         from accel.config import ArrayConfig
+        from accel.progress import Progress, activity
         from sim.sweep.catalog import GEMM_MODEL, Catalog
         from sim.sweep.errors import SweepError
         from sim.sweep.executors import LocalExecutor
         from sim.sweep.grid import expand
-        from sim.sweep.progress import Progress
         from sim.sweep.recommend import choose_config, recommend
         from sim.sweep.report import write_report
         from sim.sweep.run import run_sweep
@@ -134,7 +134,16 @@ Re-running reuses finished points (out/demo/results.db) and cached synthesis rep
                         f"{executor.describe()}"
                         + ("" if args.no_synth else f", area from {args.synth} synthesis"))
         store = ResultStore(out / "results.db")
-        summary = run_sweep(points, store, executor, progress=Progress(len(points), "  sweep "))
+        summary = run_sweep(points, store, executor,
+                            progress=Progress(len(points), "sweep", unit="points"))
+        if summary.interrupted:
+            from accel.cli import EXIT_INTERRUPTED
+
+            print(f"accel demo: interrupted ({summary.interrupted}) after {summary.finished} new "
+                  f"points; {store.count()} finished points are kept in {out / 'results.db'}: "
+                  "run the same command again to resume", file=sys.stderr)
+            store.close()
+            return EXIT_INTERRUPTED.get(summary.interrupted, 130)
         step_seconds = {"sweep": summary.seconds}
         keys = {p.key for p in points}
         rows = [r for r in store.rows() if tuple(r[k] for k in
@@ -164,7 +173,8 @@ Re-running reuses finished points (out/demo/results.db) and cached synthesis rep
                 _step(3, steps, f"generate: Verilog of {config.name} -> {out / 'rtl'}")
                 _step(4, steps, f"verify: cocotb suite on {args.sim} (all scenarios, seed {args.seed})")
                 t0 = time.perf_counter()
-                verification = verify(config, out / "rtl", args.sim, args.seed)
+                with activity(f"  building and simulating {config.name} on {args.sim}"):
+                    verification = verify(config, out / "rtl", args.sim, args.seed)
                 step_seconds["generate_and_verify"] = time.perf_counter() - t0
                 print(f"  {_verify_line(verification)}", file=sys.stderr)
         else:

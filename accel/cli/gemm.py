@@ -4,13 +4,49 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 from accel.config import add_config_arguments, config_from_args
-from accel.golden import gemm
-from accel.operands import DISTRIBUTIONS, random_operands
+
+def load_operand(path: str, flag: str, what: str, ndim: int) -> Any:
+    """An integer operand from a ``.npy`` file, or a one-line error naming the file.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    flag : str
+        The option that gave it (``--x``).
+    what : str
+        What it must hold, for the message (``"activation codes x[T, K]"``).
+    ndim : int
+        Its number of dimensions.
+    """
+    import numpy as np
+
+    expected = f"{flag} expects {what} as a NumPy .npy file of integers (written by numpy.save)"
+    if not Path(path).is_file():
+        raise ValueError(f"{flag} {path}: no such file; {expected}")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head != b"\x93NUMPY":
+        kind = "a text file" if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head) \
+            else "not .npy data"
+        raise ValueError(f"{flag} {path}: {kind}, not a .npy array (no .npy header); {expected}")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except Exception as e:   # text, pickles, truncated files: numpy raises many kinds
+        raise ValueError(f"{flag} {path}: not a readable .npy array ({type(e).__name__}: "
+                         f"{str(e)[:80]}); {expected}") from None
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{flag} {path}: holds an .npz archive, not one array; {expected}")
+    if a.ndim != ndim or not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
+        raise ValueError(f"{flag} {path}: holds a {a.dtype} array of shape {a.shape}; {expected}"
+                         f" with {ndim} dimension{'s' if ndim > 1 else ''}")
+    return a
+
 
 class Gemm(Verb):
     help = "run one GEMM Y = X.W (+bias) through the bit-exact golden model"
@@ -21,6 +57,8 @@ class Gemm(Verb):
 """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        from accel.operands import DISTRIBUTIONS
+
         ops = parser.add_argument_group("operands (random unless .npy files are given)")
         ops.add_argument("-T", type=int, default=64, help="vectors streamed (default 64)")
         ops.add_argument("-K", type=int, default=128, help="reduction length (default 128)")
@@ -32,17 +70,29 @@ class Gemm(Verb):
         ops.add_argument("--x", metavar="NPY", help="activation codes x[T, K] (.npy)")
         ops.add_argument("--w", metavar="NPY", help="weights w[K, O] (.npy)")
         ops.add_argument("--bias", metavar="NPY", help="bias[O] (.npy)")
-        ops.add_argument("--save-y", metavar="NPY", help="write the results y[T, O] as .npy")
+        output_path(ops, "--save-y", metavar="NPY", help="write the results y[T, O] as .npy")
         add_config_arguments(parser)
         add_json_argument(parser)
 
     def run(self, args: argparse.Namespace) -> int:
+        import numpy as np
+
+        from accel.arith import fold_count, group_count
+        from accel.golden import gemm
+        from accel.operands import random_operands
+
         config = config_from_args(args)
         if (args.x is None) != (args.w is None):
             raise ValueError("--x and --w must be given together (or neither, for random operands)")
         if args.x is not None:
-            x, w = np.load(args.x), np.load(args.w)
-            bias = np.load(args.bias) if args.bias else None
+            x = load_operand(args.x, "--x", "activation codes x[T, K]", 2)
+            w = load_operand(args.w, "--w", "weights w[K, O]", 2)
+            bias = load_operand(args.bias, "--bias", "a bias[O]", 1) if args.bias else None
+            for name, n in (("T", x.shape[0]), ("K", x.shape[1]), ("O", w.shape[1])):
+                if n < 1:
+                    raise ValueError(f"{args.x if name != 'O' else args.w} has {name} = 0 (shape "
+                                     f"{(x if name != 'O' else w).shape}); {name} must be a "
+                                     "positive integer")
             source = f"{args.x}, {args.w}" + (f", {args.bias}" if args.bias else "")
         else:
             for name in ("T", "K", "O"):
@@ -56,12 +106,13 @@ class Gemm(Verb):
         seconds = time.perf_counter() - start
         t, k = np.shape(x)
         o = np.shape(w)[1]
-        folds = -(-k // config.rows)
+        folds = fold_count(k, config.rows)
         if args.save_y:
+            Path(args.save_y).parent.mkdir(parents=True, exist_ok=True)
             np.save(args.save_y, result.y)
         stats = result.summary()
         data = {"config": config.to_dict(), "config_hash": config.hash, "operands": source,
-                "T": t, "K": k, "O": o, "row_folds": folds, "col_groups": -(-o // config.cols),
+                "T": t, "K": k, "O": o, "row_folds": folds, "col_groups": group_count(o, config.cols),
                 "macs": t * k * o, "seconds": seconds, **stats,
                 "y_min": int(result.y.min()) if result.y.size else None,
                 "y_max": int(result.y.max()) if result.y.size else None}

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 from accel.config import add_config_arguments, config_from_args
 
 
@@ -29,8 +29,7 @@ the image quantized to N-bit codes with the fixed scale 16 / (2^N - 1); later la
 calibration over the training set (--act-scale learned trains the scale from there)."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        from accel.quant.act import SCALE_MODES
-        from accel.quant.weight import WEIGHT_QUANTIZERS
+        from accel.quant.names import QUANTIZERS, SCALE_MODES
 
         g = parser.add_argument_group("model and training")
         src = g.add_mutually_exclusive_group()
@@ -39,7 +38,7 @@ calibration over the training set (--act-scale learned trains the scale from the
         src.add_argument("--from", dest="from_ckpt", metavar="CKPT",
                          help="fine-tune from a float checkpoint (models/checkpoints/*_float_*.pt) "
                               "instead of training from scratch")
-        g.add_argument("--quantizer", choices=list(WEIGHT_QUANTIZERS), default="a2q+",
+        g.add_argument("--quantizer", choices=QUANTIZERS, default="a2q+",
                        help="weight quantizer (default a2q+)")
         g.add_argument("--tile", action="store_true",
                        help="a2q/a2q+: bound each R-row fold at P and the whole row at Q")
@@ -51,7 +50,7 @@ calibration over the training set (--act-scale learned trains the scale from the
                        help="QAT epochs (default: the recipe's, 15)")
         g.add_argument("--float-epochs", type=int, default=None, metavar="INT",
                        help="float training epochs when not --from (default: the recipe's, 30)")
-        g.add_argument("--out", metavar="PATH", default=None,
+        output_path(g, "--out", metavar="PATH", default=None,
                        help="checkpoint to write (default out/quantize/<model>_<quantizer>_n<N>"
                             "_p<P>_s<seed>.pt)")
         add_json_argument(parser)
@@ -60,8 +59,7 @@ calibration over the training set (--act-scale learned trains the scale from the
     def run(self, args: argparse.Namespace) -> int:
         import dataclasses
 
-        from accel.quant import model_report, quant_layers
-        from accel.layers import save_layers
+        from accel.quant import model_report
         from models.digits import load_split
         from models.recipes import (Recipe, int_accuracy, load_float, provenance, train_float,
                                     train_quant)
@@ -98,24 +96,16 @@ calibration over the training set (--act-scale learned trains the scale from the
                 "config": config.to_dict(), "provenance": provenance(args.seed, recipe),
                 "float_accuracy": facc, "fake_quant_accuracy": res.fake_quant_accuracy,
                 "oaq": res.oaq}
-        int_model = res.int_model
-        if int_model is None:       # not an nn.Sequential: layers only, fake-quant accuracy
-            progress("the model is not an nn.Sequential: saving its integer layers only; "
-                     "accuracy is the fake-quantized model's")
-            layers = [m.to_int_layer(n) for n, m in quant_layers(res.qmodel)]
-            meta["accuracy"], meta["accuracy_kind"] = res.fake_quant_accuracy, "fake-quant"
-            report = model_report(layers, config)
-            save_layers(out, layers, _plain({**meta, "report": report}))
-        else:
-            _, _, xte, yte = load_split()
-            acc, layer_stats = int_accuracy(int_model, xte, yte, config)
-            meta["accuracy"], meta["accuracy_kind"] = acc, "integer, on the array"
-            report = model_report(int_model.layers, config)
-            for rep, st in zip(report["layers"], layer_stats):
-                rep["test_pe_events"], rep["test_acc_events"] = st["pe_events"], st["acc_events"]
-            int_model.save(out, _plain({**meta, "min_safe_p": report["min_safe_p"],
-                                        "min_safe_q": report["min_safe_q"],
-                                        "layers": layer_stats}))
+        graph = res.graph
+        _, _, xte, yte = load_split()
+        acc, layer_stats = int_accuracy(graph, xte, yte, config)
+        meta["accuracy"], meta["accuracy_kind"] = acc, "integer, on the array"
+        report = model_report(graph.layers, config)
+        for rep, st in zip(report["layers"], layer_stats):
+            rep["test_pe_events"], rep["test_acc_events"] = st["pe_events"], st["acc_events"]
+        graph.meta.update(_plain({**meta, "min_safe_p": report["min_safe_p"],
+                                  "min_safe_q": report["min_safe_q"], "layers": layer_stats}))
+        graph.save(out)
         data = {**meta, "checkpoint": str(out), **report}
         emit(args, _summary(data), data)
         return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 from accel.cli.sweep import add_store_arguments, export
 
 DEFAULT_OUT = "out/report"
@@ -20,12 +20,12 @@ class Report(Verb):
 """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("-o", "--out-dir", default=DEFAULT_OUT,
+        output_path(parser, "-o", "--out-dir", kind="dir", default=DEFAULT_OUT,
                             help=f"folder for the plots and index.html (default {DEFAULT_OUT})")
         parser.add_argument("--tolerance", type=float, default=1.0,
                             help="accuracy tolerance of the recommendation, in points below the "
                                  "float model (default 1.0)")
-        add_store_arguments(parser)
+        add_store_arguments(parser, writes=False)
         add_json_argument(parser)
 
     def run(self, args: argparse.Namespace) -> int:

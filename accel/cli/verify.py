@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 from accel.config import add_config_arguments, config_from_args
 
 SCENARIO_NAMES = ("all", "canonical", "random", "stall", "extreme", "reset")
@@ -41,7 +41,7 @@ job); 'all' runs every one. Builds are cached under sim_build/ by configuration 
         run.add_argument("--xcheck", action="store_true",
                          help="Verilator with X randomised, run with two +verilator+seed values "
                               "that must give identical y")
-        run.add_argument("--build-root", default=None, metavar="DIR",
+        output_path(run, "--build-root", kind="dir", default=None, metavar="DIR",
                          help="build cache root (default $ACCEL_SIM_BUILD or ./sim_build)")
         add_config_arguments(parser)
         add_json_argument(parser)
@@ -53,27 +53,39 @@ job); 'all' runs every one. Builds are cached under sim_build/ by configuration 
         if args.xcheck and args.sim != "verilator":
             raise ValueError("--xcheck needs --sim verilator (X randomisation is a Verilator "
                              "feature)")
-        from sim.runner import SimulatorMissing, VerifyError, run, xcheck
+        from accel.progress import activity
+        from sim.runner import SimulatorMissing, VerifyError, build, run, xcheck
 
         print(f"verifying {config.name} on {args.sim} (scenario {args.scenario}, seed "
-              f"{args.seed}); building if not cached ...", file=sys.stderr)
+              f"{args.seed})", file=sys.stderr)
         try:
-            if args.xcheck:
-                runs = xcheck(config, args.scenario, args.seed, root=args.build_root)
-                results = {**runs[0], "xcheck_runs": len(runs)}
-            else:
-                results = run(config, args.scenario, args.seed, args.sim, waves=args.waves,
-                              max_jobs=args.jobs, root=args.build_root)
+            with activity(f"{args.sim} build of {config.name} (cached by configuration hash)"):
+                build(config, args.sim, args.waves, args.xcheck, args.build_root)
+            with activity(f"simulating scenario {args.scenario}"):
+                if args.xcheck:
+                    runs = xcheck(config, args.scenario, args.seed, root=args.build_root)
+                    results = {**runs[0], "xcheck_runs": len(runs)}
+                else:
+                    results = run(config, args.scenario, args.seed, args.sim, waves=args.waves,
+                                  max_jobs=args.jobs, root=args.build_root)
         except SimulatorMissing as e:
             print(f"accel verify: {e}", file=sys.stderr)
             return 2
         except VerifyError as e:
             print(f"accel verify: FAILED\n{e}", file=sys.stderr)
             if e.results:
-                emit(args, summarise(e.results), e.results)
+                emit(args, summarise(e.results) + "\nFAILED", e.results)
             return 1
-        emit(args, summarise(results), results)
+        emit(args, summarise(results) + "\n" + verdict(results), results)
         return 0
+
+
+def verdict(res: dict[str, Any]) -> str:
+    """The last line of a passing run: ``PASSED on verilator: ...``."""
+    return (f"PASSED on {res.get('simulator')}: {res.get('y_checked', 0)} y beats checked in "
+            f"{len(res.get('jobs', []))} jobs, {len(res.get('mismatches', []))} mismatches, "
+            f"{sum(1 for v in res.get('coverage', {}).get('bins', {}).values() if v)} coverage "
+            "bins hit")
 
 
 def summarise(res: dict[str, Any]) -> str:

@@ -24,11 +24,10 @@ import torch
 from torch import nn
 
 from accel.layers import code_range
+from accel.quant.names import SCALE_MODES
 from accel.quant.ste import round_ste
 
 __all__ = ["ActQuant", "SCALE_MODES"]
-
-SCALE_MODES = ("fixed", "calibrated", "learned")
 
 
 class ActQuant(nn.Module):

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from accel.config import ArrayConfig
-from accel.layers import IntLayer, Requant, fold_zero_point
+from accel.layers import IntLayer, fold_zero_point
 from accel.quant.act import ActQuant
 from accel.quant.ste import round_ste
 from accel.quant.weight import QuantizedWeight, make_weight_quantizer
 
-__all__ = ["QuantLayer", "QuantLinear", "QuantConv2d"]
+__all__ = ["QuantLayer", "QuantLinear", "QuantConv2d", "QuantAdd"]
 
 
 class QuantLayer(nn.Module):
@@ -120,7 +120,7 @@ class QuantLayer(nn.Module):
     def _geometry(self) -> dict:
         return {}
 
-    def to_int_layer(self, name: str, requant: Requant | None = None) -> IntLayer:
+    def to_int_layer(self, name: str) -> IntLayer:
         """The :class:`~accel.layers.IntLayer` of this layer, named ``name``.
 
         The integers are those of the forward pass (float64, same code); accumulator-aware
@@ -140,7 +140,7 @@ class QuantLayer(nn.Module):
                         weight_scale=qw.scale.detach().numpy(), input_scale=float(s_x),
                         input_zero_point=0, act_bits=self.config.act_bits,
                         act_signed=self.config.act_signed, weight_bits=self.config.weight_bits,
-                        bias=bias, requant=requant, **self._geometry())
+                        bias=bias, **self._geometry())
 
 
 class QuantLinear(QuantLayer):
@@ -183,3 +183,21 @@ class QuantConv2d(QuantLayer):
     def _geometry(self) -> dict:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation,
                 "groups": self.groups}
+
+
+class QuantAdd(nn.Module):
+    """A residual addition of two quantized tensors: ``act_a(a) + act_b(b)``.
+
+    Each input has an activation quantizer, shared with every other reader of the same tensor
+    (:func:`accel.quant.convert.quantize_model` shares them), so that the integer graph carries one
+    code tensor per real tensor; the sum is real, and whatever reads it quantizes it (its own
+    input quantizer). Exported as :class:`accel.nodes.Add` with multipliers ``s_a / s_y`` and
+    ``s_b / s_y``.
+    """
+
+    def __init__(self, act_a: ActQuant, act_b: ActQuant) -> None:
+        super().__init__()
+        self.act_a, self.act_b = act_a, act_b
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.act_a(a) + self.act_b(b)

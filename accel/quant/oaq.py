@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from accel.backends import GoldenBackend
 from accel.quant.convert import quant_layers
-from accel.quant.lowering import run_layer
 from accel.quant.modules import QuantLayer
 
 __all__ = ["OAQError", "OAQController", "layer_mismatches", "residual_mismatches"]
@@ -30,11 +30,9 @@ class OAQError(RuntimeError):
 
 def layer_mismatches(name: str, layer: QuantLayer, codes: torch.Tensor) -> int:
     """Outputs of ``layer`` on input ``codes`` whose golden result differs from the exact one."""
-    il = layer.to_int_layer(name)
-    c = np.asarray(codes.numpy(), dtype=np.int64)
-    got = run_layer(il, c, layer.config).acc
-    want = run_layer(il, c, layer.config, exact=True).acc
-    return int((got != want).sum())
+    run = GoldenBackend(layer.config).run(layer.to_int_layer(name),
+                                          np.asarray(codes.numpy(), dtype=np.int64))
+    return int((run.acc != run.exact).sum())
 
 
 class OAQController:

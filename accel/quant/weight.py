@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from accel import bounds
+from accel.arith import signed_range
 from accel.config import ArrayConfig
 from accel.quant.ste import round_ste, rtz_ste
 
@@ -67,7 +68,7 @@ class WeightQuantizer(nn.Module):
     def __init__(self, weight: torch.Tensor, config: ArrayConfig) -> None:
         super().__init__()
         self.config = config
-        self.qmax = (1 << (config.weight_bits - 1)) - 1
+        self.qmax = signed_range(config.weight_bits)[1]
 
     def init_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """The float weights to train from (A2Q+ projects them); default unchanged."""
@@ -257,7 +258,7 @@ class A2QPlusWeight(A2QWeight):
         return bounds.half_norm_min_bits(q_k_o, self.config.act_bits)
 
 
-#: Weight quantizers by name.
+#: Weight quantizers by name, in the order of :data:`accel.quant.names.QUANTIZERS`.
 WEIGHT_QUANTIZERS: dict[str, type[WeightQuantizer]] = {
     cls.name: cls for cls in (BaselineWeight, A2QWeight, A2QPlusWeight, OAQWeight)}
 

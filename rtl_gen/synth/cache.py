@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,17 +67,28 @@ class SynthCache:
               files: dict[str, str] | None = None) -> Path:
         """Write an entry atomically: ``report.json`` plus ``files`` (name -> text).
 
-        The entry is assembled in a temporary folder and renamed into place; on any error the
-        temporary folder is removed, so the cache never holds a partial entry. If another run
-        stored the same entry meanwhile, that one is kept.
+        The entry is assembled in a temporary folder and renamed into place (:meth:`staging`),
+        so the cache never holds a partial entry. If another run stored the same entry
+        meanwhile, that one is kept.
+        """
+        with self.staging(group, entry) as tmp:
+            for name, text in (files or {}).items():
+                (tmp / name).write_text(text)
+            (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+        return self.path(group, entry)
+
+    @contextmanager
+    def staging(self, group: str, entry: str) -> Iterator[Path]:
+        """A temporary folder next to the entry's place, renamed into place when the block
+        finishes without error and removed otherwise (also for built tools, not only reports).
+
+        The entry must end up holding ``report.json``: a folder without one counts as absent.
         """
         final = self.path(group, entry)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{entry}-", dir=final.parent))
         try:
-            for name, text in (files or {}).items():
-                (tmp / name).write_text(text)
-            (tmp / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+            yield tmp
             try:
                 os.rename(tmp, final)
             except OSError:
@@ -85,4 +98,3 @@ class SynthCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return final

@@ -22,14 +22,14 @@ from rtl_gen.synth.blocks import (BLOCKS, OverQUnavailable, block_verilog, check
 from rtl_gen.synth.cache import SynthCache, cache_key, default_cache_dir
 from rtl_gen.synth.parse import parse_nextpnr_report, parse_yosys_stat
 from rtl_gen.synth.report import Breakdown, OverQOverhead, SynthReport
-from rtl_gen.synth.targets import Device, get_target
+from rtl_gen.synth.targets import SRAM_CELL, Device, get_target, sram_memlib
 from rtl_gen.synth.tools import SynthError, find_tool, run_tool
 
 __all__ = ["FLOW_VERSION", "DEFAULT_TIMEOUT_S", "DEFAULT_FREQ_MHZ", "synthesize",
            "synthesize_verilog", "synthesize_blocks", "overq_overhead", "fit_problem"]
 
 #: Bumped when the flow changes in a way its script text does not show; part of the cache key.
-FLOW_VERSION = 1
+FLOW_VERSION = 2
 #: Default wall-clock limit per tool run, in seconds.
 DEFAULT_TIMEOUT_S = 3600.0
 #: Default nextpnr target frequency in MHz (Fmax is reported whether or not it is met).
@@ -42,7 +42,8 @@ def _quiet(_: str) -> None:
     pass
 
 
-def synthesize(config: ArrayConfig, block: str, target: str = "generic", **options: Any) -> SynthReport:
+def synthesize(config: ArrayConfig, block: str, target: str = "generic", *, memory: str = "ff",
+               **options: Any) -> SynthReport:
     """Synthesise one block of the array generated for ``config``.
 
     Parameters
@@ -52,7 +53,12 @@ def synthesize(config: ArrayConfig, block: str, target: str = "generic", **optio
     block : {"pe", "accmem", "array"}
         A PE, the output accumulator memory, or the whole array (top module).
     target : str
-        ``generic``, ``ice40``, ``ecp5`` or ``xilinx``.
+        ``generic``, ``sky130``, ``ice40``, ``ecp5`` or ``xilinx``.
+    memory : {"ff", "sram"}
+        ``ff`` maps the accumulator memory to flip-flops and multiplexers like all other logic;
+        ``sram`` (sky130 only) keeps it as one SRAM macro of ``max(2, acc_depth)`` words x
+        (C * Q + 2C) bits without area, so that the report holds the logic around it
+        (:attr:`SynthReport.sram_macros`; :mod:`rtl_gen.synth.memory` adds CACTI's SRAM area).
     **options
         As :func:`synthesize_verilog`: ``device``, ``pnr``, ``freq_mhz``, ``seed``, ``timeout``,
         ``cache``, ``use_cache``, ``progress``.
@@ -68,9 +74,20 @@ def synthesize(config: ArrayConfig, block: str, target: str = "generic", **optio
         raise ValueError(f"unknown block {block!r}; valid blocks are {', '.join(BLOCKS)}")
     if config.overq is not None:
         check_overq_rtl(config)
+    if memory not in ("ff", "sram"):
+        raise ValueError(f"memory must be 'ff' or 'sram', not {memory!r}")
     design = {"config": config.hash, "block": block, "generator": generator_fingerprint()}
+    sram = None
+    if memory == "sram" and block != "pe":
+        sram = {"accmem.memory": accumulator_geometry(config)}
     return _run(lambda: block_verilog(config, block), design, config.hash, module_name(config, block),
-                block, target, config=config.to_dict(), **options)
+                block, target, config=config.to_dict(), memory=memory, sram=sram, **options)
+
+
+def accumulator_geometry(config: ArrayConfig) -> dict[str, int]:
+    """Words and bits of the accumulator memory as built: ``max(2, acc_depth)`` entries (SPEC
+    section 3: a one-entry memory is built with two) of C x Q data bits plus 2C flag bits."""
+    return {"words": max(2, config.acc_depth), "bits": config.acc_word_bits}
 
 
 def synthesize_verilog(verilog: str, top: str, target: str = "generic", **options: Any) -> SynthReport:
@@ -83,7 +100,7 @@ def synthesize_verilog(verilog: str, top: str, target: str = "generic", **option
     top : str
         Top module name.
     target : str
-        ``generic``, ``ice40``, ``ecp5`` or ``xilinx``.
+        ``generic``, ``sky130``, ``ice40``, ``ecp5`` or ``xilinx``.
     device : str, optional
         Device of an FPGA target (default: the target's first, e.g. ``hx8k``, ``85k``).
     pnr : bool
@@ -106,7 +123,8 @@ def synthesize_verilog(verilog: str, top: str, target: str = "generic", **option
 
 
 def _run(make_verilog: Callable[[], str], design: dict[str, str], group: str, top: str, block: str,
-         target: str, *, config: dict | None, device: str | None = None, pnr: bool = False,
+         target: str, *, config: dict | None, memory: str = "ff",
+         sram: dict[str, dict[str, int]] | None = None, device: str | None = None, pnr: bool = False,
          freq_mhz: float = DEFAULT_FREQ_MHZ, seed: int = 1, timeout: float = DEFAULT_TIMEOUT_S,
          cache: SynthCache | None = None, use_cache: bool = True,
          progress: Progress | None = None) -> SynthReport:
@@ -122,10 +140,22 @@ def _run(make_verilog: Callable[[], str], design: dict[str, str], group: str, to
     yosys = find_tool("yosys")
     nextpnr = find_tool(tgt.pnr_tool) if pnr else None
     tools = {"yosys": yosys.version} | ({nextpnr.name: nextpnr.version} if nextpnr else {})
-    script = tgt.script(top, dev)
+    if memory == "sram" and config is None:
+        raise ValueError("memory='sram' needs a generated block (it knows the accumulator memory)")
+    script = tgt.script(top, dev, memory if sram else "ff").replace("{sram_lib}", "sram.memlib")
+    files: dict[str, str] = {}
+    areas: dict[str, float] | None = None
+    if tgt.library == "sky130":
+        from rtl_gen.synth.sky130 import liberty
+        lib_path, areas = liberty(cache)
+        files["cells.lib"] = lib_path.read_text()
+    if sram:
+        (geometry,) = sram.values()
+        files["sram.memlib"] = sram_memlib(geometry["words"], geometry["bits"])
     key = cache_key({"flow": FLOW_VERSION, "design": design, "target": target,
                      "device": dev.name if dev else None, "script": script,
                      "stat": tgt.stat_args, "tools": tools,
+                     "files": {n: hashlib.sha256(t.encode()).hexdigest() for n, t in files.items()},
                      "pnr": {"freq_mhz": freq_mhz, "seed": seed} if pnr else None})
     entry = f"{block}-{target}-{key}"
     label = f"{block}/{target}"
@@ -142,22 +172,27 @@ def _run(make_verilog: Callable[[], str], design: dict[str, str], group: str, to
         start = time.monotonic()
         (work / "design.v").write_text(make_verilog())
         seconds["elaborate"] = time.monotonic() - start
+        for name, text in files.items():
+            (work / name).write_text(text)
         lines = ["read_verilog design.v", f"hierarchy -check -top {top}", script,
                  "delete t:$scopeinfo",  # hierarchy bookkeeping left by flattening, not logic
                  f"tee -q -o stat.json stat -json {tgt.stat_args}".rstrip()]
         if pnr:
             lines.append("write_json netlist.json")
         (work / "synth.ys").write_text("\n".join(lines) + "\n")
-        say(f"{label}: yosys {script.splitlines()[0]}")
+        say(f"{label}: yosys " + next(ln for ln in script.splitlines() if not ln.startswith("read_")))
         seconds["yosys"] = run_tool(yosys, ["-s", "synth.ys"], work, timeout)
         stat_text = _output(work / "stat.json", "yosys")
         stat = parse_yosys_stat(stat_text)
         resources = tgt.classify(stat.cells)
         generic = target == "generic"
         nand2 = nand2_equivalents(stat.cells) if generic else None
-        say(f"{label}: {stat.num_cells} cells, "
-            + (f"{nand2:,.1f} NAND2-eq" if generic else f"{resources['luts']} LUTs")
-            + f" ({seconds['yosys']:.1f} s)")
+        um2 = None
+        if areas is not None:
+            um2 = _cell_area(stat.cells, areas, sram)
+        headline = (f"{nand2:,.1f} NAND2-eq" if generic else
+                    f"{um2:,.1f} µm²" if um2 is not None else f"{resources['luts']} LUTs")
+        say(f"{label}: {stat.num_cells} cells, {headline} ({seconds['yosys']:.1f} s)")
 
         result = skipped = None
         if pnr:
@@ -178,10 +213,24 @@ def _run(make_verilog: Callable[[], str], design: dict[str, str], group: str, to
             top=top, block=block, target=target, device=dev.name if dev else None,
             cells=stat.cells, resources=resources, nand2_eq=nand2,
             transistors=transistors(stat.cells) if generic else None, pnr=result,
-            pnr_skipped=skipped, seconds=seconds, tools=tools, config=config, key=key)
+            pnr_skipped=skipped, seconds=seconds, tools=tools, config=config, key=key,
+            area_um2=um2, memory=memory if sram else "ff", sram_macros=sram)
         if use_cache:
             cache.store(group, entry, report.to_dict(), {"stat.json": stat_text})
     return report
+
+
+def _cell_area(cells: dict[str, int], areas: dict[str, float],
+               sram: dict[str, dict[str, int]] | None) -> float:
+    """Cell area in µm² of a mapped histogram (SRAM macros excluded: they have no cell area)."""
+    from rtl_gen.synth.sky130 import check_cells
+    macros = cells.get(SRAM_CELL, 0)
+    if macros != (len(sram) if sram else 0):
+        raise SynthError(f"expected {len(sram) if sram else 0} accumulator SRAM macro(s) after "
+                         f"memory_libmap, found {macros}: the memory was not mapped as asked")
+    logic = {c: n for c, n in cells.items() if c != SRAM_CELL}
+    check_cells(logic, areas)
+    return sum(areas[c] * n for c, n in logic.items())
 
 
 def _output(path: Path, tool: str) -> str:

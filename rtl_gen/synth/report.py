@@ -47,6 +47,14 @@ class SynthReport:
         Cache key.
     cached : bool
         True when this report was read from the cache (not stored).
+    area_um2 : float or None
+        sky130 target: the sum of the mapped cells' areas in µm² (LEF sizes of sky130_fd_sc_hd),
+        before placement: no utilisation, no routing, no timing.
+    memory : str
+        ``ff`` (every memory in flip-flops) or ``sram`` (the accumulator memory kept as a macro,
+        not counted in the area).
+    sram_macros : dict or None
+        With ``memory="sram"``: the macros left out of the area, name -> ``words`` and ``bits``.
     """
 
     top: str
@@ -64,20 +72,28 @@ class SynthReport:
     config: dict[str, Any] | None
     key: str
     cached: bool = False
+    area_um2: float | None = None
+    memory: str = "ff"
+    sram_macros: dict[str, dict[str, int]] | None = None
 
     @property
     def area(self) -> float:
-        """The headline area: NAND2 equivalents (generic) or LUTs (FPGA).
+        """The headline area: NAND2 equivalents (generic), µm² (sky130) or LUTs (FPGA).
 
         FPGA LUTs are the LUT cells Yosys reports; on ECP5 the two LUT4s inside each ``CCU2C``
         carry cell are counted under ``carry``, not here.
         """
-        return self.nand2_eq if self.nand2_eq is not None else float(self.resources["luts"])
+        if self.nand2_eq is not None:
+            return self.nand2_eq
+        if self.area_um2 is not None:
+            return self.area_um2
+        return float(self.resources["luts"])
 
     @property
     def area_unit(self) -> str:
         """Unit of :attr:`area`."""
-        return "NAND2-eq" if self.nand2_eq is not None else "LUTs"
+        return ("NAND2-eq" if self.nand2_eq is not None else
+                "µm²" if self.area_um2 is not None else "LUTs")
 
     @property
     def fmax_mhz(self) -> float | None:
@@ -87,6 +103,9 @@ class SynthReport:
     def summary(self) -> str:
         """One human-readable line."""
         parts = [f"{self.block:<7} {self.target:<7} {self.area:>12,.1f} {self.area_unit}"]
+        if self.sram_macros:
+            parts.append("+ SRAM " + ", ".join(f"{g['words']}x{g['bits']}"
+                                               for g in self.sram_macros.values()))
         parts.append(", ".join(f"{n} {k}" for k, n in self.resources.items() if n))
         if self.fmax_mhz is not None:
             parts.append(f"Fmax {self.fmax_mhz:.1f} MHz on {self.pnr.device}")

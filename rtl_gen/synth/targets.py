@@ -1,7 +1,8 @@
 """Synthesis targets: the Yosys script of each, how its cells count as resources, its devices.
 
 A target is a technology: ``generic`` (Yosys's technology-independent gates, area from
-:mod:`rtl_gen.synth.area`), or an FPGA family (``ice40``, ``ecp5``, ``xilinx``) whose cells are
+:mod:`rtl_gen.synth.area`), ``sky130`` (SkyWater's sky130_fd_sc_hd standard cells through the
+area-only Liberty of :mod:`rtl_gen.synth.sky130`, area in µm² before placement), or an FPGA family (``ice40``, ``ecp5``, ``xilinx``) whose cells are
 counted as LUTs, flip-flops, carry cells, DSP blocks and block RAM. Families with an open
 place-and-route tool (ice40, ecp5) also name devices with their capacity, used to decide whether a
 design fits before nextpnr is started.
@@ -13,10 +14,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["Device", "Target", "TARGETS", "RESOURCE_KINDS", "get_target"]
+__all__ = ["Device", "Target", "TARGETS", "RESOURCE_KINDS", "SRAM_CELL", "get_target", "sram_memlib"]
 
 #: Resource kinds reported for FPGA targets, in report order.
 RESOURCE_KINDS = ("luts", "ffs", "carry", "dsp", "bram", "lutram", "io", "other")
+#: Cell type of the accumulator memory kept as an SRAM macro (a black box without area).
+SRAM_CELL = "$__ACCEL_SRAM_"
+
+
+def sram_memlib(words: int, bits: int) -> str:
+    """Yosys ``memory_libmap`` description of the accumulator's SRAM macro: ``words`` x ``bits``,
+    one synchronous read port and one write port on one clock; a read of the word being written
+    returns the old word, as the RTL expects (SPEC section 3), so no bypass logic is added.
+    Contents have no initial value in silicon; ``init any`` only lets the simulation init pass."""
+    abits = max(1, (words - 1).bit_length())
+    return (f"ram block {SRAM_CELL} {{\n"
+            f"    abits {abits};\n    width {bits};\n    cost 1;\n    init any;\n"
+            f'    port sr "R" {{\n        clock posedge "C";\n    }}\n'
+            f'    port sw "W" {{\n        clock posedge "C";\n        wrtrans all old;\n    }}\n'
+            f"}}\n")
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,17 @@ class Target:
         Devices for place and route; the first is the default.
     stat_args : str
         Extra arguments for ``stat -json`` (``-tech cmos`` on the generic target).
+    kinds : tuple of str
+        Resource kinds this target reports, in order.
+    default_kind : str
+        The kind of a cell that matches no class.
+    library : str or None
+        Standard-cell library the script maps to (``sky130``): the flow puts its Liberty next to
+        the design as ``cells.lib``; None for targets with built-in cells.
+    memory_script : str
+        Commands that map the accumulator memory to an SRAM macro (``{sram_lib}`` is its
+        ``memory_libmap`` description), inserted as ``{memory}`` when the flow is asked for
+        ``memory="sram"``; empty where the target cannot keep memories as macros.
     """
 
     name: str
@@ -70,11 +97,10 @@ class Target:
     pnr_tool: str | None = None
     devices: dict[str, Device] = field(default_factory=dict)
     stat_args: str = ""
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        """Resource kinds this target reports, in order."""
-        return ("gates", "ffs") if self.name == "generic" else RESOURCE_KINDS
+    kinds: tuple[str, ...] = RESOURCE_KINDS
+    default_kind: str = "other"
+    library: str | None = None
+    memory_script: str = ""
 
     @property
     def default_device(self) -> str | None:
@@ -94,18 +120,27 @@ class Target:
                              f"{', '.join(self.devices)}")
         return self.devices[name]
 
-    def script(self, top: str, device: Device | None) -> str:
-        """The synthesis commands for top module ``top`` (without reading and writing files)."""
+    def script(self, top: str, device: Device | None, memory: str = "ff") -> str:
+        """The synthesis commands for top module ``top`` (without reading and writing files).
+
+        ``memory="sram"`` keeps the accumulator memory as an SRAM macro (``memory_script``);
+        a ValueError says when the target cannot.
+        """
+        if memory not in ("ff", "sram"):
+            raise ValueError(f"memory must be 'ff' or 'sram', not {memory!r}")
+        if memory == "sram" and not self.memory_script:
+            raise ValueError(f"target {self.name!r} cannot keep the accumulator memory as SRAM; "
+                             f"use the sky130 target")
         args = " ".join(device.synth_args) if device is not None else ""
-        text = self.synth.format(top=top, args=args)
-        return "\n".join(line.rstrip() for line in text.splitlines())
+        text = self.synth.format(top=top, args=args,
+                                 memory=self.memory_script if memory == "sram" else "")
+        return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
 
     def classify(self, cells: Mapping[str, int]) -> dict[str, int]:
         """Count a cell histogram as resources: every kind of :attr:`kinds`, zeros included."""
         counts = dict.fromkeys(self.kinds, 0)
         for cell, n in cells.items():
-            kind = next((k for k, rx in self.classes if re.search(rx, cell)),
-                        "other" if "other" in counts else "gates")
+            kind = next((k for k, rx in self.classes if re.search(rx, cell)), self.default_kind)
             counts[kind] += n
         return counts
 
@@ -122,6 +157,28 @@ TARGETS: dict[str, Target] = {
               "opt_clean -purge",
         classes=(("ffs", r"^\$_DFF_"),),
         stat_args="-tech cmos",
+        kinds=("gates", "ffs"),
+        default_kind="gates",
+    ),
+    "sky130": Target(
+        name="sky130",
+        # One synth run split at "fine" so that the accumulator memory can be kept as an SRAM macro
+        # (memory_libmap on that memory only) before the rest becomes gates. dfflibmap legalises
+        # enables and synchronous resets into logic before the D pins (the library's flip-flops
+        # have neither); abc maps the logic onto the single-output cells by area (no timing).
+        synth="read_liberty -lib cells.lib\n"
+              "synth -flatten -noabc -top {top} -run :fine\n"
+              "{memory}\n"
+              "synth -flatten -noabc -top {top} -run fine:check\n"
+              "dfflibmap -liberty cells.lib\n"
+              "abc -liberty cells.lib\n"
+              "opt_clean -purge",
+        memory_script="memory_libmap -lib {sram_lib} */memory */accmem.memory",
+        classes=(("ffs", r"^sky130_fd_sc_hd__df"), ("sram", r"^\$__ACCEL_SRAM_$")),
+        stat_args="-liberty cells.lib",
+        kinds=("logic", "ffs", "sram"),
+        default_kind="logic",
+        library="sky130",
     ),
     "ice40": Target(
         name="ice40",

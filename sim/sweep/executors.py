@@ -6,7 +6,9 @@ workers never touch the database and a cluster needs no shared file system.
 
 * :class:`LocalExecutor`: a ``ProcessPoolExecutor`` of ``workers`` processes (default 2, one per
   core of a laptop). A worker that dies (killed, out of memory) breaks the pool: the points in
-  flight are reported with :class:`WorkerLost` and the sweep stops; a rerun resumes.
+  flight are reported with :class:`WorkerLost` and the sweep stops; a rerun resumes. Workers
+  ignore SIGINT (the parent alone handles Ctrl-C and stops them) and exit on their own within
+  :data:`ORPHAN_POLL_S` seconds when the parent dies, even in the middle of a point.
 * :class:`DaskExecutor`: ``distributed.Client(address)`` on a running scheduler (a
   ``dask-jobqueue`` SLURMCluster / LSFCluster's ``scheduler_address``, or a ``LocalCluster``). The
   workers must have accel-hw installed.
@@ -14,9 +16,12 @@ workers never touch the database and a cluster needs no shared file system.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -24,7 +29,11 @@ from typing import Any
 from sim.sweep.errors import SweepError
 from sim.sweep.spec import PointSpec
 
-__all__ = ["Executor", "LocalExecutor", "DaskExecutor", "WorkerLost", "make_executor", "EXECUTORS"]
+__all__ = ["Executor", "LocalExecutor", "DaskExecutor", "WorkerLost", "make_executor", "EXECUTORS",
+           "ORPHAN_POLL_S"]
+
+#: Seconds between a worker's checks that its parent is still alive.
+ORPHAN_POLL_S = 0.5
 
 EXECUTORS = ("local", "dask")
 Evaluator = Callable[[PointSpec], dict[str, Any]]
@@ -40,17 +49,40 @@ class Executor:
 
     name = "executor"
 
-    def run(self, evaluate: Evaluator, points: list[PointSpec]) -> Iterator[Outcome]:
+    def run(self, evaluate: Evaluator, points: Iterable[PointSpec]) -> Iterator[Outcome]:
+        """Evaluate ``points``, drawn lazily (a point is taken only when a worker can start it)."""
         raise NotImplementedError
 
     def describe(self) -> str:
         raise NotImplementedError
 
 
-def _worker_init() -> None:
+def _exit_when_orphaned(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:       # the parent died: we were re-parented
+            os._exit(1)
+        threading.Event().wait(ORPHAN_POLL_S)
+
+
+def _worker_init(parent: int) -> None:
     # each worker gets one core's worth of threads; set before numpy/torch load their pools
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
+    # Ctrl-C reaches the whole process group: only the parent handles it (and stops us)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True,
+                     name="exit-when-orphaned").start()
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: cancel queued points and terminate the workers (no waiting for points)."""
+    procs = list(getattr(pool, "_processes", {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
 
 
 class LocalExecutor(Executor):
@@ -72,22 +104,30 @@ class LocalExecutor(Executor):
     def describe(self) -> str:
         return f"{self.workers} local worker process{'es' if self.workers > 1 else ''}"
 
-    def run(self, evaluate: Evaluator, points: list[PointSpec]) -> Iterator[Outcome]:
-        if not points:
+    def run(self, evaluate: Evaluator, points: Iterable[PointSpec]) -> Iterator[Outcome]:
+        todo = iter(points)
+        first = next(todo, None)
+        if first is None:
             return
+        todo = itertools.chain([first], todo)
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(points)), mp_context=ctx,
-                                 initializer=_worker_init) as pool:
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                   initializer=_worker_init, initargs=(os.getpid(),))
+        try:
             pending: dict[Future, PointSpec] = {}
-            todo = iter(points)
 
             def submit_one() -> None:
+                """Queue the next point; once the pool broke (a worker died) it is lost at once."""
                 spec = next(todo, None)
                 if spec is not None:
-                    pending[pool.submit(evaluate, spec)] = spec
+                    try:
+                        pending[pool.submit(evaluate, spec)] = spec
+                    except BrokenProcessPool:
+                        pending[_broken()] = spec
 
-            # keep the queue short: a killed sweep then loses at most `workers` points in flight
-            for _ in range(2 * self.workers):
+            # keep the queue short: a killed sweep then loses at most `workers` points in flight,
+            # and points are claimed only when a worker is about to start them
+            for _ in range(self.workers + 1):
                 submit_one()
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -107,6 +147,17 @@ class LocalExecutor(Executor):
                     except Exception as e:  # the point's own error: record it, go on
                         yield spec, None, e
                     submit_one()
+        except BaseException:                # Ctrl-C, SIGTERM, a closed generator: stop now
+            _stop(pool)
+            raise
+        pool.shutdown(wait=True)
+
+
+def _broken() -> Future:
+    """A future that already failed with BrokenProcessPool: a point the broken pool refused."""
+    fut: Future = Future()
+    fut.set_exception(BrokenProcessPool("the pool broke before this point could start"))
+    return fut
 
 
 class DaskExecutor(Executor):
@@ -134,14 +185,16 @@ class DaskExecutor(Executor):
     def describe(self) -> str:
         return f"Dask cluster at {self.scheduler}"
 
-    def run(self, evaluate: Evaluator, points: list[PointSpec]) -> Iterator[Outcome]:
+    def run(self, evaluate: Evaluator, points: Iterable[PointSpec]) -> Iterator[Outcome]:
         from distributed import Client, as_completed
 
         try:
             client = Client(self.scheduler, timeout="20s")
         except OSError as e:
             raise SweepError(f"cannot reach the Dask scheduler at {self.scheduler}: {e}") from None
+        futures: list[Any] = []
         try:
+            points = list(points)
             futures = [client.submit(evaluate, spec, pure=False) for spec in points]
             by_key = {fut.key: spec for fut, spec in zip(futures, points)}
             for fut in as_completed(futures):
@@ -151,6 +204,9 @@ class DaskExecutor(Executor):
                 except Exception as e:
                     yield spec, None, e
                 fut.release()
+        except BaseException:                # Ctrl-C, SIGTERM: take the points off the cluster
+            client.cancel(futures)
+            raise
         finally:
             client.close()
 

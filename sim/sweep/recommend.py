@@ -14,11 +14,23 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Recommendation", "Choice", "recommend", "choose_config", "passes", "pareto_front",
+from sim.sweep.spec import NO_TARGET_P
+
+__all__ = ["workload", "Recommendation", "Choice", "recommend", "choose_config", "passes", "pareto_front",
            "DEFAULT_TOLERANCE"]
 
 #: Default accuracy tolerance, in percentage points below the float model.
 DEFAULT_TOLERANCE = 1.0
+
+
+def workload(row: dict[str, Any], short: bool = False) -> str:
+    """What ran at a point, in words: ``quantizer a2q (checkpoint trained for P = 20)``, or
+    ``random integer GEMM (no quantizer)`` for the ``gemm`` workload (no checkpoint)."""
+    if row.get("target_p") == NO_TARGET_P and row.get("quantizer") == "none":
+        return "random GEMM operands" if short else "random integer GEMM (no quantizer)"
+    if short:
+        return f"{row['quantizer']} (checkpoint P = {row['target_p']})"
+    return f"quantizer {row['quantizer']} (checkpoint trained for P = {row['target_p']})"
 
 
 def passes(row: dict[str, Any], tolerance: float) -> tuple[bool, str, str]:
@@ -65,7 +77,7 @@ class Recommendation:
     def summary(self) -> str:
         """A few lines for the terminal."""
         head = (f"{self.model}: {self.qualifying} of {self.considered} points within "
-                f"{self.tolerance:g} points of float"
+                f"{self.tolerance:g} percentage points of float"
                 + (f" ({100 * self.float_accuracy:.2f} %)" if self.float_accuracy is not None else "")
                 + " with zero overflow events (test set and adversarial)")
         if self.row is None:
@@ -74,9 +86,10 @@ class Recommendation:
         r = self.row
         area = "" if r.get("area") is None else f", area {r['area']:,.0f} {r['area_unit']}"
         return (f"{head}\n  recommended: P = {r['pe_acc_bits']}, Q = {r['out_acc_bits']}, "
-                f"{r['rows']}x{r['cols']} array, {r['overflow']}, quantizer {r['quantizer']} "
-                f"(checkpoint trained for P = {r['target_p']}): accuracy {100 * r['accuracy']:.2f} %"
-                f"{area}, {r['cycles']} cycles per inference")
+                f"{r['rows']}x{r['cols']} array, {r['overflow']}, {workload(r)}: accuracy "
+                f"{100 * r['accuracy']:.2f} %{area}, {r['cycles']} cycles per "
+                + ("GEMM" if r.get("target_p") == NO_TARGET_P and r["quantizer"] == "none"
+                   else "inference"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "tolerance_points": self.tolerance, "row": self.row,
@@ -123,11 +136,11 @@ class Choice:
     def summary(self) -> str:
         if self.row is None:
             return (f"build: no single configuration serves {', '.join(self.models)} within "
-                    f"{self.tolerance:g} points with zero overflow events")
+                    f"{self.tolerance:g} percentage points with zero overflow events")
         r = self.row
         area = "" if r.get("area") is None else f", area {r['area']:,.0f} {r['area_unit']}"
-        uses = "; ".join(f"{m} with {x['quantizer']} (checkpoint P = {x['target_p']}) "
-                         f"{100 * x['accuracy']:.2f} %" for m, x in self.per_model.items())
+        uses = "; ".join(f"{m} with {workload(x, short=True)} {100 * x['accuracy']:.2f} %"
+                         for m, x in self.per_model.items())
         return (f"build: P = {r['pe_acc_bits']}, Q = {r['out_acc_bits']}, {r['rows']}x{r['cols']} "
                 f"array, {r['overflow']}{area} (config {r['config_hash']}): {uses}")
 

@@ -1,4 +1,5 @@
-"""The sweep report: four PNG plots (matplotlib, Agg, no display) and one static HTML page.
+"""The sweep report: one interactive, self-contained HTML page (:mod:`sim.sweep.page`) and five
+static PNG plots for papers (matplotlib, Agg, no display).
 
 Plots, one panel per model:
 
@@ -9,25 +10,25 @@ Plots, one panel per model:
 * ``overflow_vs_p.png``: overflow events (PE + accumulator, test set) vs P, a panel per layer, a
   line per quantizer and checkpoint, symmetric-log axis;
 * ``area_vs_p.png``: area vs P per array size and overflow mode (synthesised points only);
-* ``pareto.png``: accuracy vs area of every synthesised point, each model's Pareto front drawn.
+* ``pareto.png``: accuracy vs area of every synthesised point, each model's Pareto front drawn;
+* ``energy_vs_p.png``: dynamic energy of one inference vs P, a panel per model, a line per array
+  size and overflow mode (points swept with ``--energy`` only).
 
-``index.html`` shows the recommendation, the plots (embedded, so the page stands alone) and the
-tables of points and failures.
+``index.html`` (:func:`sim.sweep.page.render_page`) shows the recommendation, faceted
+interactive plots, filters and sortable tables; it links the PNGs.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.sweep.recommend import (DEFAULT_TOLERANCE, Choice, Recommendation, choose_config,
-                                   pareto_front, recommend)
+from sim.sweep.page import render_page
+from sim.sweep.recommend import DEFAULT_TOLERANCE, choose_config, pareto_front, recommend
 
-__all__ = ["ReportPaths", "write_report", "PLOTS", "TABLE_COLUMNS"]
+__all__ = ["ReportPaths", "write_report", "PLOTS"]
 
 #: Plot file names in page order, with their captions.
 PLOTS = {
@@ -35,14 +36,8 @@ PLOTS = {
     "overflow_vs_p.png": "Overflow events vs P per layer (test set)",
     "area_vs_p.png": "Area vs P",
     "pareto.png": "Accuracy-area Pareto front",
+    "energy_vs_p.png": "Energy per inference vs P",
 }
-#: Columns of the HTML table of points.
-TABLE_COLUMNS = ("model", "quantizer", "target_p", "rows", "cols", "pe_acc_bits", "out_acc_bits",
-                 "overflow", "accuracy", "float_accuracy", "pe_events", "acc_events",
-                 "adv_pe_events", "adv_acc_events", "cycles", "utilisation", "area", "area_unit",
-                 "seconds", "note")
-
-
 @dataclass(frozen=True)
 class ReportPaths:
     """Files written by :func:`write_report`."""
@@ -54,7 +49,7 @@ class ReportPaths:
 def _figure(n_panels: int, title: str) -> tuple[Any, list[Any]]:
     from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
-    cols = min(n_panels, 3)
+    cols = min(n_panels, 4)
     rows = math.ceil(max(n_panels, 1) / cols) if n_panels else 1
     fig = Figure(figsize=(6.4 * max(cols, 1), 4.2 * rows), layout="constrained")
     axes = fig.subplots(rows, max(cols, 1), squeeze=False).ravel().tolist()
@@ -71,21 +66,28 @@ def _empty(ax: Any, text: str) -> None:
     ax.set_yticks([])
 
 
-def _series_key(row: dict[str, Any], varying: dict[str, bool]) -> str:
-    """Legend label of the line a row belongs to: quantizer, plus what else the sweep varies."""
-    parts = [row["quantizer"]]
-    if row["target_p"]:
-        parts.append(f"ckpt P={row['target_p']}")
-    if varying["array"]:
-        parts.append(f"{row['rows']}x{row['cols']}")
-    if varying["overflow"]:
-        parts.append(row["overflow"])
-    return " ".join(parts)
+def _series_key(row: dict[str, Any]) -> str:
+    """Legend label of the line a row belongs to: quantizer and checkpoint."""
+    return row["quantizer"] + (f" ckpt P={row['target_p']}" if row["target_p"] else "")
 
 
-def _varying(rows: list[dict[str, Any]]) -> dict[str, bool]:
-    return {"array": len({(r["rows"], r["cols"]) for r in rows}) > 1,
-            "overflow": len({r["overflow"] for r in rows}) > 1}
+def _panels(rows: list[dict[str, Any]], models: list[str]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """One panel per model and, where the sweep varies them, array size and overflow mode (the
+    same facets as the HTML page, so no panel holds more lines than quantizers x checkpoints)."""
+    arrays = len({(r["rows"], r["cols"]) for r in rows}) > 1
+    modes = len({r["overflow"] for r in rows}) > 1
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (models.index(r["model"]), r["rows"] * r["cols"] if arrays else 0,
+               r["overflow"] if modes else "")
+        groups.setdefault(key, []).append(r)
+    out = []
+    for _, mine in sorted(groups.items()):
+        r = mine[0]
+        title = " ".join([r["model"]] + ([f"{r['rows']}x{r['cols']}"] if arrays else [])
+                         + ([r["overflow"]] if modes else []))
+        out.append((title, mine))
+    return out
 
 
 def _lines(rows: list[dict[str, Any]], key: Any, y: Any) -> dict[str, tuple[list[int], list[float]]]:
@@ -99,12 +101,11 @@ def _lines(rows: list[dict[str, Any]], key: Any, y: Any) -> dict[str, tuple[list
 
 
 def _plot_accuracy(rows: list[dict[str, Any]], models: list[str], path: Path) -> None:
-    fig, axes = _figure(len(models), "Accuracy vs P (PE accumulator width)")
-    for ax, model in zip(axes, models):
-        mine = [r for r in rows if r["model"] == model]
-        var = _varying(mine)
+    panels = _panels(rows, models)
+    fig, axes = _figure(len(panels), "Accuracy vs P (PE accumulator width)")
+    for ax, (title, mine) in zip(axes, panels):
         acc = lambda r: None if r["accuracy"] is None else 100 * r["accuracy"]  # noqa: E731
-        for label, (xs, ys) in _lines(mine, lambda r: _series_key(r, var), acc).items():
+        for label, (xs, ys) in _lines(mine, _series_key, acc).items():
             ax.plot(xs, ys, marker="o", label=label)
         # "a model retrained for each P": each checkpoint at its own target P
         matched = [r for r in mine if r["target_p"] == r["pe_acc_bits"]]
@@ -116,34 +117,30 @@ def _plot_accuracy(rows: list[dict[str, Any]], models: list[str], path: Path) ->
         refs = [r["float_accuracy"] for r in mine if r.get("float_accuracy") is not None]
         if refs:
             ax.axhline(100 * max(refs), color="k", ls="--", lw=1, label="float")
-        ax.set(title=model, xlabel="P (bits)", ylabel="accuracy (%)")
+        ax.set(title=title, xlabel="P (bits)", ylabel="accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        ax.legend(fontsize="x-small")
     fig.savefig(path, dpi=110)
 
 
 def _plot_overflow(rows: list[dict[str, Any]], models: list[str], path: Path) -> None:
-    panels = []                                       # (model, layer) in model and layer order
-    for model in models:
-        for r in rows:
-            if r["model"] == model:
-                for lay in r.get("layers") or []:
-                    if (model, lay["name"]) not in panels:
-                        panels.append((model, lay["name"]))
+    panels = []                                # (title, layer, rows) in model and layer order
+    for title, mine in _panels(rows, models):
+        layers: list[str] = []
+        for r in mine:
+            layers += [lay["name"] for lay in r.get("layers") or [] if lay["name"] not in layers]
+        panels += [(f"{title}: layer {name}", name, mine) for name in layers]
     fig, axes = _figure(max(1, len(panels)),
                         "Overflow events vs P, per layer (test set, PE + accumulator)")
     if not panels:
         _empty(axes[0], "no per-layer results")
-    for ax, (model, layer) in zip(axes, panels):
-        mine = [r for r in rows if r["model"] == model]
-        var = _varying(mine)
+    for ax, (title, layer, mine) in zip(axes, panels):
         per_layer = [{**r, "_events": (lay.get("pe_events") or 0) + (lay.get("acc_events") or 0)}
                      for r in mine for lay in r.get("layers") or [] if lay["name"] == layer]
-        for label, (xs, ys) in _lines(per_layer, lambda r: _series_key(r, var),
-                                      lambda r: r["_events"]).items():
+        for label, (xs, ys) in _lines(per_layer, _series_key, lambda r: r["_events"]).items():
             ax.plot(xs, ys, marker=".", label=label)
         ax.set_yscale("symlog", linthresh=1)
-        ax.set(title=f"{model}: layer {layer}", xlabel="P (bits)", ylabel="overflow events")
+        ax.set(title=title, xlabel="P (bits)", ylabel="overflow events")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
     fig.savefig(path, dpi=110)
@@ -195,65 +192,27 @@ def _plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _cell(col: str, v: Any) -> str:
-    if v is None:
-        return ""
-    if col in ("accuracy", "float_accuracy", "utilisation"):
-        return f"{100 * v:.2f} %"
-    if isinstance(v, float):
-        return f"{v:,.2f}" if col != "area" else f"{v:,.0f}"
-    return html.escape(str(v))
-
-
-def _table(rows: list[dict[str, Any]], cols: tuple[str, ...] | list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "\n".join("<tr>" + "".join(f"<td>{_cell(c, r.get(c))}</td>" for c in cols) + "</tr>"
-                     for r in rows)
-    return f"<table>\n<tr>{head}</tr>\n{body}\n</table>"
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;
-padding:2px 6px;text-align:right}th{background:#eee}img{max-width:100%;border:1px solid #ddd}
-.rec{background:#eef8ee;padding:0.6em 1em;border-left:4px solid #393}
-.none{background:#fbeeee;border-left-color:#933}"""
-
-
-def _html(rows: list[dict[str, Any]], choice: Choice, recs: list[Recommendation],
-          plots: dict[str, Path], failures: list[dict[str, Any]], title: str, notes: list[str]) -> str:
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>{len(rows)} design points, {len(failures)} failed.</p>"]
-    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
-    parts.append("<h2>Recommendation</h2>")
-    cls = "rec" if choice.row is not None else "rec none"
-    parts.append(f"<p class='{cls}'><b>{html.escape(choice.summary())}</b></p><p>Per model:</p>")
-    for rec in recs:
-        cls = "rec" if rec.row is not None else "rec none"
-        text = html.escape(rec.summary()).replace("\n", "<br>")
-        parts.append(f"<p class='{cls}'>{text}</p>")
-    for name, path in plots.items():
-        data = base64.b64encode(path.read_bytes()).decode()
-        parts.append(f"<h2>{html.escape(PLOTS[name])}</h2>"
-                     f"<a href='{name}'><img alt='{name}' src='data:image/png;base64,{data}'></a>")
-    parts.append("<h2>All points</h2>" + _table(rows, TABLE_COLUMNS))
-    layer_rows = [{"model": r["model"], "quantizer": r["quantizer"], "pe_acc_bits": r["pe_acc_bits"],
-                   "rows": r["rows"], "cols": r["cols"], **lay}
-                  for r in rows for lay in (r.get("layers") or [])]
-    if layer_rows:
-        cols = ["model", "quantizer", "pe_acc_bits", "rows", "cols", "name", "outputs",
-                "pe_events", "acc_events", "affected", "adv_pe_events", "adv_acc_events"]
-        parts.append("<h2>Per-layer overflow events</h2>" + _table(layer_rows, cols))
-    if failures:
-        parts.append("<h2>Failed points</h2>" + _table(failures, ["label", "error", "finished_at"]))
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+def _plot_energy(rows: list[dict[str, Any]], models: list[str], path: Path) -> None:
+    priced = [r for r in rows if r.get("energy_pj") is not None]
+    mine = [m for m in models if any(r["model"] == m for r in priced)]
+    fig, axes = _figure(max(1, len(mine)), "Dynamic energy of one inference vs P")
+    if not priced:
+        _empty(axes[0], "no energy results: run accel sweep with --energy")
+    for ax, model in zip(axes, mine):
+        pts = [r for r in priced if r["model"] == model]
+        for label, (xs, ys) in _lines(pts, lambda r: f"{r['rows']}x{r['cols']} {r['overflow']}",
+                                      lambda r: r["energy_pj"] / 1e3).items():
+            ax.plot(xs, ys, marker="o", label=label)
+        ax.set(title=model, xlabel="P (bits)", ylabel="energy per inference (nJ)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.savefig(path, dpi=110)
 
 
 def write_report(rows: list[dict[str, Any]], out_dir: str | Path, failures: list[dict[str, Any]] = (),
                  tolerance: float = DEFAULT_TOLERANCE, title: str = "accel-hw design-space sweep",
                  notes: list[str] = ()) -> ReportPaths:
-    """Write the four plots and ``index.html`` into ``out_dir`` (created).
+    """Write the plots (:data:`PLOTS`) and ``index.html`` into ``out_dir`` (created).
 
     Parameters
     ----------
@@ -277,7 +236,8 @@ def write_report(rows: list[dict[str, Any]], out_dir: str | Path, failures: list
     _plot_overflow(rows, models, plots["overflow_vs_p.png"])
     _plot_area(rows, plots["area_vs_p.png"])
     _plot_pareto(rows, plots["pareto.png"])
+    _plot_energy(rows, models, plots["energy_vs_p.png"])
     page = out / "index.html"
-    page.write_text(_html(rows, choose_config(rows, tolerance), recommend(rows, tolerance), plots,
-                          list(failures), title, list(notes)))
+    page.write_text(render_page(rows, choose_config(rows, tolerance), recommend(rows, tolerance),
+                                list(failures), title, list(notes), tolerance, dict(PLOTS)))
     return ReportPaths(html=page, plots=plots)

@@ -7,6 +7,11 @@ unique key (:data:`sim.sweep.spec.KEY_FIELDS`) makes a second insert of the same
 only once its point has finished, so a killed sweep leaves finished rows and nothing half-written;
 the next run skips them (:meth:`ResultStore.finished`).
 
+Sweeps that share a store split the work: a sweep *claims* a point (table ``claims``: key, owner,
+heartbeat time) before computing it and skips points that another sweep has claimed; the owner
+refreshes its claims' heartbeat while it runs, so the claims of a sweep that was killed go stale
+and another sweep takes them over (:meth:`ResultStore.claim`).
+
 Columns are :data:`COLUMNS` (the one schema); per-layer results and anything a workload adds are
 JSON text columns (``layers``, ``extra``).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,7 @@ from sim.sweep.spec import KEY_FIELDS, PointSpec
 __all__ = ["ResultStore", "COLUMNS", "STORE_VERSION"]
 
 #: Version of the table layout, kept in the ``meta`` table; a different one is refused.
-STORE_VERSION = 1
+STORE_VERSION = 2
 
 #: (column, SQLite type) of the ``points`` table, key first.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -51,6 +57,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("cycles", "INTEGER"), ("macs", "INTEGER"), ("utilisation", "REAL"),
     ("synth_target", "TEXT"), ("area", "REAL"), ("area_unit", "TEXT"),
     ("luts", "INTEGER"), ("ffs", "INTEGER"),
+    ("energy_pj", "REAL"),                  # dynamic energy of one inference (pJ)
+    ("pj_per_mac", "REAL"),                 # of it per useful multiply-accumulate
     ("note", "TEXT"),                       # why a point could not run (infeasible), or NULL
     ("layers", "TEXT"),                     # JSON list, one dict per layer
     ("extra", "TEXT"),                      # JSON dict of workload-specific results
@@ -59,8 +67,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _NAMES = tuple(name for name, _ in COLUMNS)
 _JSON = ("layers", "extra", "versions", "config", "overq")
-#: Columns a second run may fill in when the first left them empty (synthesis asked later).
-_FILLABLE = ("synth_target", "area", "area_unit", "luts", "ffs")
+#: Columns a second run may fill in when the first left them empty (synthesis or energy asked
+#: later).
+_FILLABLE = ("synth_target", "area", "area_unit", "luts", "ffs", "energy_pj", "pj_per_mac")
+#: Columns each older layout version lacks (added on opening, so old stores stay usable).
+_ADDED = {1: ("energy_pj", "pj_per_mac")}
 
 
 class ResultStore:
@@ -97,14 +108,32 @@ class ResultStore:
             self._db.execute("CREATE TABLE IF NOT EXISTS failures (" + ", ".join(
                 f"{n} {t}" for n, t in COLUMNS[:len(KEY_FIELDS)])
                 + f", label TEXT, error TEXT, finished_at TEXT, UNIQUE ({key}))")
+            self._db.execute("CREATE TABLE IF NOT EXISTS claims (" + ", ".join(
+                f"{n} {t}" for n, t in COLUMNS[:len(KEY_FIELDS)])
+                + f", owner TEXT NOT NULL, heartbeat REAL NOT NULL, UNIQUE ({key}))")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('store_version', ?)",
                              (str(STORE_VERSION),))
         (version,) = self._db.execute(
             "SELECT value FROM meta WHERE name = 'store_version'").fetchone()
+        if int(version) in _ADDED:
+            self._upgrade(int(version))
+            version = STORE_VERSION
         if int(version) != STORE_VERSION:
             raise SweepError(f"results store {self.path} has layout version {version}; this "
                              f"accel-hw writes version {STORE_VERSION}: use a new file")
+
+    def _upgrade(self, version: int) -> None:
+        """Add the columns later layouts added to a store of layout ``version``."""
+        types = dict(COLUMNS)
+        with self._transaction():
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(points)")}
+            for v in range(version, STORE_VERSION):
+                for col in _ADDED[v]:
+                    if col not in have:
+                        self._db.execute(f"ALTER TABLE points ADD COLUMN {col} {types[col]}")
+            self._db.execute("UPDATE meta SET value = ? WHERE name = 'store_version'",
+                             (str(STORE_VERSION),))
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._db)
@@ -140,8 +169,9 @@ class ResultStore:
                 before = self._has(tuple(row[k] for k in KEY_FIELDS))
                 self._db.execute(sql, [_encode(c, row.get(c)) for c in _NAMES])
                 new += not before
-                self._db.execute(f"DELETE FROM failures WHERE {_key_where()}",
-                                 [row[k] for k in KEY_FIELDS])
+                for table in ("failures", "claims"):
+                    self._db.execute(f"DELETE FROM {table} WHERE {_key_where()}",
+                                     [row[k] for k in KEY_FIELDS])
         return new
 
     def add_failure(self, spec: PointSpec, error: str, finished_at: str) -> None:
@@ -151,6 +181,46 @@ class ResultStore:
                 f"INSERT OR REPLACE INTO failures ({', '.join(KEY_FIELDS)}, label, error, finished_at) "
                 f"VALUES ({', '.join('?' for _ in KEY_FIELDS)}, ?, ?, ?)",
                 [*spec.key, spec.label, error, finished_at])
+            self._db.execute(f"DELETE FROM claims WHERE {_key_where()}", list(spec.key))
+
+    # --- claims (sweeps sharing a store) -----------------------------------------------------
+    def claim(self, spec: PointSpec, owner: str, stale_after: float) -> str:
+        """Try to claim a point for ``owner`` before computing it.
+
+        Returns ``"mine"`` (claimed now, or already ours, or taken over from an owner whose
+        heartbeat is older than ``stale_after`` seconds), ``"finished"`` (it has a row) or
+        ``"busy"`` (another owner's claim is fresh). One transaction: two sweeps never both get
+        ``"mine"`` for one point.
+        """
+        now = time.time()
+        with self._transaction():
+            if self.finished(spec):
+                return "finished"
+            held = self._db.execute(f"SELECT owner, heartbeat FROM claims WHERE {_key_where()}",
+                                    list(spec.key)).fetchone()
+            if held is not None and held[0] != owner and now - held[1] < stale_after:
+                return "busy"
+            self._db.execute(f"INSERT OR REPLACE INTO claims ({', '.join(KEY_FIELDS)}, owner, "
+                             f"heartbeat) VALUES ({', '.join('?' for _ in KEY_FIELDS)}, ?, ?)",
+                             [*spec.key, owner, now])
+        return "mine"
+
+    def heartbeat(self, owner: str) -> int:
+        """Refresh the heartbeat of every claim of ``owner``; returns how many it holds."""
+        with self._transaction():
+            return self._db.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?",
+                                    (time.time(), owner)).rowcount
+
+    def release(self, owner: str) -> None:
+        """Drop every claim of ``owner`` (points it did not finish become free at once)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+
+    def claims(self) -> list[dict[str, Any]]:
+        """Open claims: key columns, owner and heartbeat (seconds since the epoch)."""
+        cur = self._db.execute("SELECT * FROM claims ORDER BY heartbeat")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur]
 
     # --- reading -----------------------------------------------------------------------------
     def _has(self, key: Sequence[Any]) -> bool:
@@ -158,10 +228,15 @@ class ResultStore:
                                 ).fetchone() is not None
 
     def finished(self, spec: PointSpec) -> bool:
-        """True when the point has a row (with area, if ``spec.synth`` asks for synthesis)."""
-        row = self._db.execute(f"SELECT area FROM points WHERE {_key_where()}",
+        """True when the point has a row (with area, if ``spec.synth`` asks for synthesis, and
+        energy, if ``spec.energy`` asks for it and the point could run)."""
+        row = self._db.execute(f"SELECT area, energy_pj, note FROM points WHERE {_key_where()}",
                                list(spec.key)).fetchone()
-        return row is not None and (spec.synth is None or row[0] is not None)
+        if row is None:
+            return False
+        area, energy, note = row
+        return ((spec.synth is None or area is not None)
+                and (spec.energy is None or energy is not None or note is not None))
 
     def rows(self, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """All rows (JSON columns decoded), ordered by model, quantizer, P, R, C; optional SQL filter."""

@@ -12,7 +12,8 @@ from collections import Counter
 import numpy as np
 
 from accel.config import ArrayConfig
-from accel.golden import gemm, op
+from accel.arith import op
+from accel.golden import gemm
 
 __all__ = ["Coverage", "shape_bins", "overflow_bins"]
 

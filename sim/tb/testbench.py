@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from accel.arith import fold_count, group_count
 from accel.config import ArrayConfig
-from sim.schedule import count_folds, count_groups
+from accel.timing import CONTRACT_FIELDS
 from sim.tb.coverage import Coverage, overflow_bins, shape_bins
 from sim.tb.harness import TbLayout, load_manifest
 from sim.tb.scenarios import Job, make_jobs
@@ -31,7 +32,6 @@ __all__ = ["Plan", "Testbench", "TestbenchError", "RESET_EDGES"]
 RESET_EDGES = 2
 #: Extra edges of slack in the watchdog on top of the timing numbers.
 WATCHDOG_SLACK = 16
-TIMING_FIELDS = ("latency", "first_after_wlast", "wfree_after_first", "bfree_after_first")
 
 
 class TestbenchError(AssertionError):
@@ -63,10 +63,10 @@ class Plan:
 def manifest_timing(manifest: dict[str, Any]) -> dict[str, int]:
     """The four timing numbers of SPEC section 3 from a manifest."""
     t = manifest.get("timing", {})
-    missing = [k for k in TIMING_FIELDS if k not in t]
+    missing = [k for k in CONTRACT_FIELDS if k not in t]
     if missing:
         raise ValueError(f"manifest timing lacks {', '.join(missing)}")
-    return {k: int(t[k]) for k in TIMING_FIELDS}
+    return {k: int(t[k]) for k in CONTRACT_FIELDS}
 
 
 class Testbench:
@@ -272,7 +272,7 @@ class Testbench:
         self.scoreboard.check(job.name, exp, payloads, complete)
         lat = sorted({ye - xe for ye, xe in zip(y_edges, emit_edges)})
         record = {"name": job.name, "T": t_n, "K": k_n, "O": o_n,
-                  "folds": count_folds(k_n, cfg), "groups": count_groups(o_n, cfg),
+                  "folds": fold_count(k_n, cfg.rows), "groups": group_count(o_n, cfg.cols),
                   "canonical": job.canonical and complete, "complete": complete,
                   "y_beats": len(payloads), "edges": e, "seconds": elapsed, "cpu_seconds": cpu,
                   "latency_seen": lat}

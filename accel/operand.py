@@ -1,0 +1,492 @@
+"""A layer's GEMM operands (SPEC section 1) as the screen reads them: block sums and gathers.
+
+:func:`accel.lowering.lower` materialises ``X[T, K]`` (im2col for a conv: K times the input).
+The screen (:mod:`accel.screen`) needs less: per block of reduction rows ``[k0, k1)`` of every
+group, the sums of the positive and of the negative products of every output, and for a few
+outputs their operand values. Two operands provide them:
+
+* :class:`Matrix` - a materialised ``x[T, K]`` and ``w[K, O]`` (a GEMM, or a linear layer): block
+  sums are one numpy matmul per block;
+* :class:`Patches` - a conv layer's padded input, kept as it is: block sums are one conv per block
+  of whole input channels (torch, CPU), gathers read the padded input through the patch offsets,
+  so im2col is never built.
+
+Both return numpy arrays. Outputs are indexed by ``t`` in ``(n, ho, wo)`` order (linear: the
+flattened leading dimensions) and by the layer's output channel ``o`` (group-major); reduction rows
+``k`` of a group follow PyTorch's weight order ``(c, i, j)``, as in :mod:`accel.lowering`. Block
+sums, gathers and accumulators are ``[*lead, ...]`` arrays whose memory layout the operand picks
+(index them logically; :func:`index` and :func:`flat` convert to and from ``(t, o)``).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+import numpy as np
+
+from accel.arith import exact_matmul
+from accel.layers import IntLayer
+from accel.lowering import GemmShape, check_codes, gemm_shape, padded_patches
+
+__all__ = ["Operand", "Matrix", "Patches", "NumpyOps", "TorchOps", "layer_operand",
+           "exact_float32", "index", "flat", "NHWC_MIN_PIXELS", "F32_EXACT"]
+
+#: Output pixels per image from which block sums are computed channel-last (faster there).
+NHWC_MIN_PIXELS = 256
+#: Integers up to this magnitude are exact in float32 (and every sum of them that stays below).
+F32_EXACT = 1 << 24
+#: Per-block conv weights of each layer (:meth:`Patches._block_weights`), kept while the layer is.
+_WEIGHTS: "weakref.WeakKeyDictionary[IntLayer, dict]" = weakref.WeakKeyDictionary()
+
+
+class NumpyOps:
+    """The element-wise passes the screen makes over block-wide arrays, on numpy arrays."""
+
+    @staticmethod
+    def cast(a: np.ndarray, dtype: type) -> np.ndarray:
+        return a.astype(dtype, copy=False)
+
+    @staticmethod
+    def minmax(a: np.ndarray) -> tuple[float, float]:
+        return float(a.min()), float(a.max())
+
+    @staticmethod
+    def empty_like(a: np.ndarray) -> np.ndarray:
+        return np.empty_like(a)
+
+    @staticmethod
+    def add(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+        np.add(a, b, out=out)
+
+    @staticmethod
+    def numpy(a: np.ndarray) -> np.ndarray:
+        return a
+
+    @staticmethod
+    def int64(a: np.ndarray) -> np.ndarray:
+        return np.rint(a).astype(np.int64)
+
+    @staticmethod
+    def fill(a: np.ndarray, values: np.ndarray) -> None:
+        a[...] = values
+
+    @staticmethod
+    def zeros_bool(like: np.ndarray) -> np.ndarray:
+        return np.zeros(like.shape, dtype=bool)
+
+
+class TorchOps:
+    """The same passes on torch tensors (CPU, on every core); results leave as numpy."""
+
+    @staticmethod
+    def cast(a: "torch.Tensor", dtype: type) -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        return a.to(torch.float32 if dtype == np.float32 else torch.float64)
+
+    @staticmethod
+    def minmax(a: "torch.Tensor") -> tuple[float, float]:  # noqa: F821
+        import torch
+
+        lo, hi = torch.aminmax(a.permute(sorted(range(a.dim()), key=lambda d: -a.stride(d))))
+        return float(lo), float(hi)          # (in memory order: a full pass, not a strided one)
+
+    @staticmethod
+    def empty_like(a: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        return torch.empty_like(a)
+
+    @staticmethod
+    def add(a: "torch.Tensor", b: "torch.Tensor", out: "torch.Tensor") -> None:  # noqa: F821
+        import torch
+
+        torch.add(a, b, out=out)
+
+    @staticmethod
+    def numpy(a: "torch.Tensor") -> np.ndarray:  # noqa: F821
+        return a.numpy()
+
+    @staticmethod
+    def int64(a: "torch.Tensor") -> np.ndarray:  # noqa: F821
+        import torch
+
+        return torch.round(a).to(torch.int64).numpy()
+
+    @staticmethod
+    def fill(a: "torch.Tensor", values: np.ndarray) -> None:  # noqa: F821
+        import torch
+
+        a.copy_(torch.from_numpy(np.array(values)).to(a.dtype))
+
+    @staticmethod
+    def zeros_bool(like: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        return torch.zeros(like.shape, dtype=torch.bool)
+
+
+class Operand(Protocol):
+    """What the screen reads of the GEMMs of one layer (see the module docstring)."""
+
+    shape: GemmShape
+    lead: tuple[int, ...]
+    kk: int
+    w2: np.ndarray
+    #: The element-wise passes over its block sums (:class:`NumpyOps` or :class:`TorchOps`).
+    ops: Any
+
+    def code_span(self) -> tuple[int, int]: ...
+
+    def block_sums(self, k0: int, k1: int, dtype: type) -> np.ndarray: ...
+
+    def exact_sums(self) -> np.ndarray: ...
+
+    def take(self, t: np.ndarray, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray: ...
+
+    def weights(self, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray: ...
+
+    def new_acc(self, dtype: type) -> np.ndarray: ...
+
+    def rows(self, t: np.ndarray, g: int) -> np.ndarray: ...
+
+    def output(self, acc: np.ndarray) -> np.ndarray: ...
+
+
+def index(lead: tuple[int, ...], t: np.ndarray, o: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Index arrays of outputs ``(t[i], o[i])`` into a ``[*lead, O]`` array."""
+    return (*np.unravel_index(np.asarray(t, np.int64), lead), np.asarray(o, np.int64))
+
+
+def flat(lead: tuple[int, ...], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(t, o)`` of the true elements of a boolean ``[*lead, O]`` array."""
+    idx = np.nonzero(mask)
+    return np.ravel_multi_index(idx[:-1], lead), idx[-1]
+
+
+@contextmanager
+def exact_float32() -> Iterator[None]:
+    """Run float32 matmuls and convs in float32 (no TF32 / bfloat16 shortcuts, whatever the caller
+    set): block sums rely on exact integer sums below 2^24. Restores the settings. (Block sums run
+    on CPU tensors: no CUDA path has been through the exactness tests.)"""
+    import torch
+
+    knobs = [k for k in (getattr(torch.backends.mkldnn, "matmul", None),
+                         getattr(torch.backends.mkldnn, "conv", None)) if hasattr(k, "fp32_precision")]
+    saved = [k.fp32_precision for k in knobs]
+    matmul = torch.get_float32_matmul_precision()
+    try:
+        for k in knobs:
+            k.fp32_precision = "ieee"
+        torch.set_float32_matmul_precision("highest")
+        yield
+    finally:
+        for k, v in zip(knobs, saved):
+            k.fp32_precision = v
+        torch.set_float32_matmul_precision(matmul)
+
+
+class Matrix:
+    """Materialised GEMM operands ``x[T, K]`` (codes) and ``w[K, O]`` (one group).
+
+    ``lead`` is the leading shape of ``x`` before it was flattened to ``T`` rows (a linear layer's
+    leading input dimensions; ``(T,)`` for a plain GEMM). ``output`` reshapes to ``out_shape``.
+    """
+
+    kk = 1
+    ops = NumpyOps
+
+    def __init__(self, x: np.ndarray, w: np.ndarray, lead: tuple[int, ...] | None = None,
+                 span: tuple[int, int] | None = None,
+                 out_shape: tuple[int, ...] | None = None) -> None:
+        self.x = np.asarray(x)
+        t, k = self.x.shape
+        o = int(np.shape(w)[1])
+        self.w2 = np.ascontiguousarray(np.asarray(w, dtype=np.int64).T)            # [O, K]
+        self.lead = tuple(lead) if lead else (t,)
+        self.shape = GemmShape(t, k, o, 1, tuple(out_shape) if out_shape else (*self.lead, o))
+        if span is None:
+            span = (int(self.x.min()), int(self.x.max())) if self.x.size else (0, 0)
+        self._span = span
+        self._cast: dict[type, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _as(self, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+        if dtype not in self._cast:
+            self._cast[dtype] = (self.x.astype(dtype).reshape(self.shape.t, self.shape.k),
+                                 self.w2.astype(dtype))
+        return self._cast[dtype]
+
+    def code_span(self) -> tuple[int, int]:
+        """Smallest and largest code; (0, 0) when empty."""
+        return self._span
+
+    def block_sums(self, k0: int, k1: int, dtype: type) -> np.ndarray:
+        """Sums of the positive and of the negative products over rows ``[k0, k1)``:
+        ``[*lead, 2, O]`` (``[..., 0, :]`` positive, ``[..., 1, :]`` negative), exact while every
+        such sum fits ``dtype``'s integers (the caller guarantees it)."""
+        x, w = self._as(dtype)
+        x, w = x[:, k0:k1], w[:, k0:k1]
+        o = w.shape[0]
+        if self._span[0] >= 0:
+            pn = x @ np.concatenate([np.maximum(w, 0), np.minimum(w, 0)]).T
+        else:       # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: S and M agree mod 2)
+            s, m = x @ w.T, np.abs(x) @ np.abs(w).T
+            pn = np.concatenate([s + m, s - m], axis=1)
+            pn *= 0.5
+        return pn.reshape(*self.lead, 2, o)
+
+    def exact_sums(self) -> np.ndarray:
+        """Exact ``x . w`` (int64 ``[*lead, O]``), no bias."""
+        return exact_matmul(self.x, self.w2.T).reshape(*self.lead, self.shape.o)
+
+    def take(self, t: np.ndarray, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray:
+        """``x[t[i], k0:k1]``, ``[n, k1 - k0]``."""
+        return self._as(dtype)[0][np.asarray(t, np.int64), k0:k1]
+
+    def weights(self, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray:
+        """``w[k0:k1, o[i]]`` as rows, ``[n, k1 - k0]``."""
+        return self._as(dtype)[1][np.asarray(o, np.int64), k0:k1]
+
+    def new_acc(self, dtype: type) -> np.ndarray:
+        """An empty ``[*lead, O]`` array."""
+        return np.empty((*self.lead, self.shape.o), dtype=dtype)
+
+    def rows(self, t: np.ndarray, g: int) -> np.ndarray:
+        """The GEMM rows ``x[t]`` (int64 ``[n, K]``) of group ``g`` (0: one group)."""
+        return self.x.reshape(self.shape.t, self.shape.k)[np.asarray(t, np.int64)].astype(np.int64)
+
+    def output(self, acc: np.ndarray) -> np.ndarray:
+        """An ``[*lead, O]`` result in the output shape."""
+        return acc.reshape(self.shape.out_shape)
+
+
+class Patches:
+    """The lowered operand of a conv ``layer`` on input ``codes`` (validated like :func:`lower`).
+
+    Attributes
+    ----------
+    shape : GemmShape
+        T, K (per group), O per group, groups and the layer's output shape.
+    lead : tuple[int, ...]
+        ``(N, Ho, Wo)``; ``prod(lead) == T``.
+    kk : int
+        Reduction rows per input channel (``kh * kw``). Block edges are multiples.
+    w2 : int64 [O, K]
+        The weights in PyTorch's order, one row per output channel.
+    """
+
+    ops = TorchOps
+
+    def __init__(self, layer: IntLayer, codes: object, span: tuple[int, int]) -> None:
+        import torch
+
+        if layer.kind != "conv2d":
+            raise ValueError(f"Patches lowers conv2d layers, not {layer.kind} ({layer.name!r})")
+        self.layer = layer
+        self.shape: GemmShape = gemm_shape(layer, np.shape(codes))
+        o = layer.out_channels
+        self.w2 = layer.weight.reshape(o, -1)                                  # [O, K] int64
+        lo, hi = span
+        if any(layer.padding):                                  # the padding is a code too
+            lo, hi = min(lo, layer.input_zero_point), max(hi, layer.input_zero_point)
+        self._span = lo, hi
+        #: a code (or the padding) is negative: products of both signs come from both signs of x
+        self.signed = lo < 0
+        self.kk = int(np.prod(layer.kernel_size))
+        self.lead = self.shape.out_shape[:1] + self.shape.out_shape[2:]       # (N, Ho, Wo)
+        x, view = padded_patches(codes, layer)                  # [N, C, Hp, Wp], its patches
+        n, ho, wo, _, kh, kw = view.shape
+        cg = layer.weight.shape[1]
+        st = view.stride()
+        self._x = {torch.float32: x}
+        self._w = {torch.float32: torch.from_numpy(self.w2.astype(np.float32))}
+        # flat offsets into the padded input: of each output's patch origin, of each row k
+        # (group 0), and of each group's first channel
+        self._t_off = (np.arange(n)[:, None, None] * st[0] + np.arange(ho)[None, :, None] * st[1]
+                       + np.arange(wo)[None, None, :] * st[2]).reshape(-1)
+        self._k_off = (np.arange(cg)[:, None, None] * st[3] + np.arange(kh)[None, :, None] * st[4]
+                       + np.arange(kw)[None, None, :] * st[5]).reshape(-1)
+        self._g_off = cg * st[3]
+        self._flat: dict[type, np.ndarray] = {}
+        self._nhwc_x: dict[type, "torch.Tensor"] = {}  # noqa: F821
+        self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
+        # large feature maps convolve faster channel-last (the block sums and A then are too)
+        self._nhwc = layer.groups == 1 and not self.signed and ho * wo >= NHWC_MIN_PIXELS
+
+    def _torch(self, dtype: type) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+        import torch
+
+        td = torch.float32 if dtype == np.float32 else torch.float64
+        if td not in self._x:
+            self._x[td] = self._x[torch.float32].to(td)
+            self._w[td] = torch.from_numpy(self.w2.astype(np.float64))
+        return self._x[td], self._w[td]
+
+    def _channel_last(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        import torch
+
+        if dtype not in self._nhwc_x:
+            self._nhwc_x[dtype] = self._torch(dtype)[0].contiguous(memory_format=torch.channels_last)
+        return self._nhwc_x[dtype]
+
+    def code_span(self) -> tuple[int, int]:
+        """Smallest and largest code the GEMM sees (padding included); (0, 0) when empty."""
+        return self._span
+
+    def _conv(self, x: "torch.Tensor", w: "torch.Tensor", groups: int) -> "torch.Tensor":  # noqa: F821
+        import torch.nn.functional as F
+
+        return F.conv2d(x, w, groups=groups, stride=self.layer.stride,
+                        dilation=self.layer.dilation)
+
+    def _channels(self, x: "torch.Tensor", c0: int, c1: int) -> "torch.Tensor":  # noqa: F821
+        """Input channels ``[c0, c1)`` of every group."""
+        import torch
+
+        if self.shape.groups == 1:
+            return x[:, c0:c1]
+        cg = self.layer.weight.shape[1]
+        chans = (np.arange(self.shape.groups)[:, None] * cg + np.arange(c0, c1)[None, :]).ravel()
+        return x.index_select(1, torch.from_numpy(chans))
+
+    def block_sums(self, k0: int, k1: int, dtype: type) -> np.ndarray:
+        """Sums of the positive and of the negative products over rows ``[k0, k1)`` of every group.
+
+        A torch ``[*lead, 2, O]`` tensor (possibly strided): ``[..., 0, :]`` the positive,
+        ``[..., 1, :]`` the negative sums. ``k0`` and ``k1`` must be multiples of :attr:`kk` (or
+        ``k1 == K``). Exact while every such sum fits ``dtype``'s integers; run inside
+        :func:`exact_float32`.
+        """
+        import torch
+
+        xt, _ = self._torch(dtype)
+        o, g = self.layer.out_channels, self.shape.groups
+        c0, c1 = k0 // self.kk, -(-k1 // self.kk)
+        x = self._channels(xt, c0, c1)
+        kernel = (c1 - c0, *self.layer.kernel_size)
+        if self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
+            xa = self._channels(self._abs_input(dtype), c0, c1)
+            y = self._conv(torch.cat([x, xa], dim=1), self._block_weights(dtype, c0, c1, "signed"),
+                           2 * g)
+            s, m = y[:, :o], y[:, o:]
+            out = torch.stack([s + m, s - m], dim=1).mul_(0.5).permute(0, 3, 4, 1, 2)
+        elif self._nhwc and c1 - c0 > 1 and self.lead[2] > 1:
+            # (torch 2.13's channel-last conv returns wrong values for one input channel, output
+            # width 1 and unequal strides: measured, hence the guard)
+            # clone: a channel slice of a channel-last tensor can pass for a dense one (one channel)
+            x = self._channel_last(dtype)[:, c0:c1].clone(memory_format=torch.channels_last)
+            y = self._conv(x, self._block_weights(dtype, c0, c1, "nhwc"), 1)
+            out = y.permute(0, 2, 3, 1).reshape(*self.lead, 2, o)
+        else:
+            og = o // g
+            y = self._conv(x.contiguous(), self._block_weights(dtype, c0, c1, "nchw"), g)
+            y = y.permute(0, 2, 3, 1).reshape(*self.lead, g, 2, og)           # a view when g == 1
+            out = y.transpose(-3, -2).reshape(*self.lead, 2, o)
+        return out
+
+    def _block_weights(self, dtype: type, c0: int, c1: int, layout: str) -> "torch.Tensor":  # noqa: F821
+        """The conv weights of the block of input channels ``[c0, c1)``, ``[2 O, c1 - c0, kh, kw]``:
+        the weights and their magnitudes (``signed``), or their positive and negative parts, in
+        group-major order ``[g][pos|neg][og]`` (``nchw``) or channel-last (``nhwc``). Cached with
+        the layer (its weights never change), so later batches reuse them."""
+        import torch
+
+        cache = _WEIGHTS.setdefault(self.layer, {})
+        key = (dtype, c0, c1, layout)
+        if key not in cache:
+            w = self._torch(dtype)[1].reshape(self.layer.weight.shape)[:, c0:c1]
+            o, g = self.layer.out_channels, self.shape.groups
+            kernel = (c1 - c0, *self.layer.kernel_size)
+            if layout == "signed":
+                wb = torch.cat([w, w.abs()])
+            else:
+                wb = torch.stack([w.clamp(min=0), w.clamp(max=0)])      # [2, O, ...]
+                if layout == "nchw":
+                    wb = wb.reshape(2, g, o // g, *kernel).transpose(0, 1)
+                wb = wb.reshape(2 * o, *kernel)
+            fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+            cache[key] = wb.contiguous(memory_format=fmt)
+        return cache[key]
+
+    def _abs_input(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        key = ("abs", dtype)
+        if key not in self._wsplit:
+            self._wsplit[key] = self._torch(dtype)[0].abs()
+        return self._wsplit[key]
+
+    def exact_sums(self) -> np.ndarray:
+        """Exact ``x . w`` per output (int64 ``[*lead, O]``, no bias): float32 convs over blocks
+        of whole channels, each below 2^24 in every sum, added in float64 (exact below 2^53)."""
+        lo, hi = self._span
+        prod = max(1, max(hi, -lo) * int(np.abs(self.w2).max(initial=0)))
+        step = max(1, (F32_EXACT - 1) // (prod * self.kk)) * self.kk
+        if step > self.shape.k:
+            step = self.shape.k
+        total = None
+        for k0 in range(0, self.shape.k, step):
+            k1 = min(k0 + step, self.shape.k)
+            xt, wt = self._torch(np.float32 if step * prod < F32_EXACT else np.float64)
+            c0, c1 = k0 // self.kk, -(-k1 // self.kk)
+            w = wt[:, k0:k1].reshape(self.layer.out_channels, c1 - c0, *self.layer.kernel_size)
+            y = self._conv(self._channels(xt, c0, c1).contiguous(), w.contiguous(),
+                           self.shape.groups).double()
+            total = y if total is None else total.add_(y)
+        return total.permute(0, 2, 3, 1).numpy().astype(np.int64)
+
+    def _flat_input(self, dtype: type) -> np.ndarray:
+        """The padded input, flat, as a numpy array of ``dtype`` (codes are exact in each)."""
+        if dtype not in self._flat:
+            import torch
+
+            base = self._x[torch.float32].reshape(-1).numpy()
+            self._flat[dtype] = base if dtype == np.float32 else base.astype(dtype)
+        return self._flat[dtype]
+
+    def take(self, t: np.ndarray, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray:
+        """``x[t[i], k0:k1]`` of output channel ``o[i]``'s group, ``[n, k1 - k0]``."""
+        t, o = np.asarray(t, np.int64), np.asarray(o, np.int64)
+        base = self._t_off[t] + o // self.shape.o * self._g_off
+        return self._flat_input(dtype)[base[:, None] + self._k_off[None, k0:k1]]
+
+    def weights(self, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray:
+        """``w[k0:k1, o[i]]`` as rows, ``[n, k1 - k0]`` (exact: at most 16 bits)."""
+        return self.w2[np.asarray(o, np.int64), k0:k1].astype(dtype)
+
+    def new_acc(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        """An empty ``[*lead, O]`` tensor laid out like :meth:`block_sums` (channel-first for a
+        conv on small feature maps)."""
+        import torch
+
+        td = torch.float32 if dtype == np.float32 else torch.float64
+        o = self.layer.out_channels
+        if self._nhwc:
+            return torch.empty(*self.lead, o, dtype=td)
+        n, ho, wo = self.lead
+        return torch.empty(n, o, ho, wo, dtype=td).permute(0, 2, 3, 1)
+
+    def rows(self, t: np.ndarray, g: int) -> np.ndarray:
+        """The im2col rows ``x[t]`` (int64 ``[n, K]``) of group ``g``."""
+        t = np.asarray(t, np.int64)
+        base = self._t_off[t] + g * self._g_off
+        return self._flat_input(np.int64)[base[:, None] + self._k_off[None, :]]
+
+    def output(self, acc: np.ndarray) -> np.ndarray:
+        """An ``[*lead, O]`` result in the layer's output shape ``[N, O, Ho, Wo]``."""
+        return acc.transpose(0, 3, 1, 2)
+
+
+def layer_operand(layer: IntLayer, codes: object, code_range: tuple[int, int] | None = None
+                  ) -> Matrix | Patches:
+    """The operand of ``layer`` on input ``codes`` (checked against ``code_range``, default the
+    layer's N-bit range): :class:`Patches` for a conv, :class:`Matrix` for a linear layer."""
+    codes = np.asarray(codes)
+    span = check_codes(layer, codes, code_range)
+    shape = gemm_shape(layer, codes.shape)
+    if layer.kind == "conv2d":
+        return Patches(layer, codes, span)
+    lead = tuple(codes.shape[:-1]) or (1,)                    # one vector: T = 1
+    return Matrix(codes.reshape(shape.t, shape.k), layer.weight.T, lead=lead, span=span,
+                  out_shape=shape.out_shape)

@@ -1,0 +1,155 @@
+"""Array back ends on single layers: conv/linear lowering against PyTorch, cycles, extremes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from accel.arith import signed_bits
+from accel.backends import ExactBackend, GoldenBackend, check_layer_fits
+from accel.config import ArrayConfig
+from accel.executor import layer_stats
+from accel.extremes import psum_extremes
+from accel.golden import gemm
+from accel.layers import IntLayer, LayerError, fold_zero_point
+from accel.lowering import gemm_shape, lower
+from accel.nodes import ArrayLayer
+from accel.reference import reference_gemm
+from sim.cycles import CycleMeter, gemm_cycles
+
+GEOMETRIES = [  # c_in, c_out, kernel, stride, padding, dilation, groups, h, w
+    (3, 5, 3, 1, 1, 1, 1, 6, 7), (4, 6, 3, 2, 2, 1, 2, 7, 5), (4, 4, 3, 1, 1, 1, 4, 5, 5),
+    (2, 3, (2, 3), (2, 1), (0, 1), (2, 1), 1, 8, 6), (6, 6, 1, 1, 0, 1, 3, 3, 3),
+]
+
+
+def conv_layer(rng, c_in, c_out, kernel, stride, padding, dilation, groups, zp=5, bias=True):
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    w = rng.integers(-128, 128, (c_out, c_in // groups, kh, kw))
+    raw = rng.integers(-1000, 1000, c_out) if bias else None
+    return IntLayer(name="conv", kind="conv2d", weight=w, weight_scale=np.full(c_out, 0.01),
+                    input_scale=0.1, input_zero_point=zp, bias=fold_zero_point(raw, w, zp),
+                    stride=stride, padding=padding, dilation=dilation, groups=groups), raw
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES)
+@pytest.mark.parametrize("backend", [ExactBackend, GoldenBackend])
+def test_conv_lowering_equals_pytorch(geo, backend):
+    rng = np.random.default_rng(1)
+    c_in, c_out, kernel, stride, padding, dilation, groups, h, w = geo
+    layer, raw = conv_layer(rng, c_in, c_out, kernel, stride, padding, dilation, groups)
+    codes = rng.integers(0, 256, (2, c_in, h, w))
+    config = ArrayConfig(rows=4, cols=3, acc_depth=8)
+    run = backend(config).run(layer, codes)
+    # real-zero padding: the conv of (codes - zp) with zero padding, plus the raw bias
+    ref = F.conv2d(torch.from_numpy(codes - 5.0), torch.from_numpy(layer.weight.astype(float)),
+                   torch.from_numpy(raw.astype(float)), stride, padding, dilation, groups)
+    assert np.array_equal(run.acc, ref.numpy().astype(np.int64))
+    stats = layer_stats(ArrayLayer(name="conv", inputs=("x",), layer=layer), codes.shape, run)
+    CycleMeter(config)(ArrayLayer(name="conv", inputs=("x",), layer=layer), run.shape, stats)
+    shape = gemm_shape(layer, codes.shape)
+    assert stats.cycles == groups * gemm_cycles(shape.t, shape.k, shape.o, config).cycles
+    assert stats.jobs == groups and stats.exact_mismatches == 0 and stats.pe_events == 0
+
+
+def test_linear_lowering_keeps_leading_dims():
+    rng = np.random.default_rng(2)
+    w = rng.integers(-8, 8, (3, 5))
+    layer = IntLayer(name="fc", kind="linear", weight=w, weight_scale=[0.5], input_scale=1.0,
+                     input_zero_point=0)
+    codes = rng.integers(0, 16, (2, 4, 5))
+    for backend in (ExactBackend, GoldenBackend):
+        assert np.array_equal(backend(ArrayConfig(rows=2, cols=2)).run(layer, codes).acc, codes @ w.T)
+    one = GoldenBackend(ArrayConfig(rows=2, cols=2)).run(layer, codes[0, 0])     # one vector
+    assert np.array_equal(one.acc, codes[0, 0] @ w.T)
+
+
+def brute_extremes(x, w, b, r):
+    pe = [0]
+    acc = [int(v) for v in b]
+    for t in range(x.shape[0]):
+        for o in range(w.shape[1]):
+            a = int(b[o])
+            for k0 in range(0, x.shape[1], r):
+                pref = np.cumsum(x[t, k0:k0 + r] * w[k0:k0 + r, o])
+                pe += [int(pref.max()), int(pref.min())]
+                a += int(pref[-1])
+                acc.append(a)
+    return min(pe), max(pe), min(acc), max(acc)
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("mode", ["wrap", "saturate"])
+def test_extremes_exact_and_minimum_widths(seed, mode):
+    rng = np.random.default_rng(seed)
+    signed = seed % 2 == 1
+    config = ArrayConfig(rows=int(rng.integers(1, 6)), cols=3, act_bits=4, act_signed=signed,
+                         weight_bits=4, pe_acc_bits=int(rng.integers(8, 12)),
+                         out_acc_bits=int(rng.integers(12, 14)), overflow=mode)
+    t, k, o = (int(v) for v in rng.integers(1, 12, 3))
+    lo, hi = config.act_range
+    x = rng.integers(lo, hi + 1, (t, k))
+    if seed % 3 == 0:
+        x[:, :] = lo if signed else hi      # rails: -8 * -8 and all-ones, overflowing on purpose
+    w = rng.integers(-8, 8, (k, o))
+    if seed % 3 == 0:
+        w[:, :] = -8
+    b = rng.integers(-100, 100, o)
+    ext = psum_extremes(x.astype(np.float32), w, b, config.rows)
+    assert (ext.pe_min, ext.pe_max, ext.acc_min, ext.acc_max) == brute_extremes(x, w, b, config.rows)
+    # the minimum widths avoid every event, one bit less does not (when it is legal)
+    p_need = int(signed_bits([ext.pe_min, ext.pe_max]).max())
+    if p_need >= config.min_pe_acc_bits:
+        q = max(p_need, int(signed_bits([ext.acc_min, ext.acc_max]).max()))
+        ok = gemm(x, w, ArrayConfig(**{**config.to_dict(), "pe_acc_bits": p_need, "out_acc_bits": q}), b)
+        assert ok.pe_events == ok.acc_events == 0
+        if p_need - 1 >= config.min_pe_acc_bits:
+            bad = reference_gemm(x, w, ArrayConfig(**{**config.to_dict(), "pe_acc_bits": p_need - 1,
+                                                      "out_acc_bits": max(q, p_need - 1)}), b)
+            assert bad.pe_events > 0
+
+
+def test_extremes_wide_operands():
+    config = ArrayConfig(rows=64, cols=4, act_bits=16, weight_bits=16, pe_acc_bits=48)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 1 << 16, (5, 130))
+    w = rng.integers(-(1 << 15), 1 << 15, (130, 3))
+    ext = psum_extremes(x.astype(np.float32), w, None, 64)
+    assert (ext.pe_min, ext.pe_max, ext.acc_min, ext.acc_max) == brute_extremes(x, w, np.zeros(3, int), 64)
+
+
+def test_golden_backend_extremes_reach_layer_stats():
+    rng = np.random.default_rng(4)
+    layer, _ = conv_layer(rng, 3, 4, 3, 1, 1, 1, 1, zp=0)
+    codes = rng.integers(0, 256, (1, 3, 5, 5))
+    config = ArrayConfig(rows=4, cols=2, pe_acc_bits=19, overflow="saturate")
+    run = GoldenBackend(config, extremes=True).run(layer, codes)
+    stats = layer_stats(ArrayLayer(name="conv", inputs=("x",), layer=layer), codes.shape, run)
+    stats.finish(config)
+    want = None
+    for x, w, b in lower(layer, codes):
+        want = brute_extremes(x.astype(np.int64), w, b, 4)
+    assert (stats.pe_psum_min, stats.pe_psum_max, stats.acc_min, stats.acc_max) == want
+    assert stats.min_pe_bits == max(config.min_pe_acc_bits, int(signed_bits(list(want[:2])).max()))
+    assert stats.extremes_measured and stats.largest_psum == max(-want[0], want[1])
+
+
+def test_errors_name_layer():
+    rng = np.random.default_rng(0)
+    layer, _ = conv_layer(rng, 3, 4, 3, 1, 1, 1, 1)
+    with pytest.raises(LayerError, match=r"'conv'.*input codes span \[256, 256\]"):
+        lower(layer, np.full((1, 3, 4, 4), 256))
+    with pytest.raises(LayerError, match=r"conv2d input must be \[N, 3, H, W\]"):
+        gemm_shape(layer, (1, 2, 4, 4))
+    with pytest.raises(LayerError, match="smaller than the dilated kernel"):
+        gemm_shape(IntLayer(**{**layer.__dict__, "padding": 0}), (1, 3, 2, 2))
+    with pytest.raises(LayerError, match="do not fit the array's lanes"):
+        check_layer_fits(layer, ArrayConfig(act_bits=8, act_signed=True))
+    with pytest.raises(LayerError, match="weights do not fit the array's weight_bits = 4"):
+        check_layer_fits(layer, ArrayConfig(weight_bits=4, act_bits=8))
+    lin = IntLayer(name="fc", kind="linear", weight=np.ones((2, 3), int), weight_scale=[1.0],
+                   input_scale=1.0, input_zero_point=0)
+    with pytest.raises(LayerError, match="linear input must end in 3 features"):
+        gemm_shape(lin, (4, 2))
