@@ -20,7 +20,7 @@ from amaranth.hdl import Const, Module, Signal, signed
 from amaranth.sim import Simulator
 
 from accel.config import ArrayConfig, ConfigError, OverQConfig
-from accel.golden import op
+from accel.arith import op
 from accel.overq import LaneTag, encode, tag_shifts
 from rtl_gen import formal
 from rtl_gen.formal import runner
@@ -327,7 +327,9 @@ def test_proofs_pass(config, blocks, work):
     for r in results.values():
         assert r.status == "PASS" and all(c["reached"] for c in r.covers)
         assert all(p["status"] == "PASS" for p in r.properties)
-    assert results["pe.step"].mode == "prove" and results["mesh.fold"].mode == "prove"
+    assert results["pe.step"].mode == "prove"
+    if "mesh.fold" in results:
+        assert results["mesh.fold"].mode == "prove"
     assert results["pe.product"].mode == "comb" and results["pe.product"].proven == "unbounded"
     if "accmem.update" in results:
         assert results["accmem.update"].mode == "bmc"

@@ -56,10 +56,12 @@ def test_argument_errors(argv, message, capsys, tmp_path):
 def test_json_path_is_checked_before_work(capsys, tmp_path):
     assert main(["prove", *SMALL, "--work-dir", str(tmp_path / "w"), "--json",
                  str(tmp_path)]) == 2
-    assert f"--json {tmp_path}: is a directory; give a file path" in capsys.readouterr().err
+    assert f"--json {tmp_path}: is a folder; give a file path" in capsys.readouterr().err
     (tmp_path / "file").write_text("")
     assert main(["prove", *SMALL, "--json", str(tmp_path / "file" / "out.json")]) == 2
-    assert "is a file, so the folder cannot be created" in capsys.readouterr().err
+    assert f"{tmp_path / 'file'} in the path is a file, not a folder" in capsys.readouterr().err
+    assert main(["prove", *SMALL, "--work-dir", str(tmp_path / "file")]) == 2
+    assert f"--work-dir {tmp_path / 'file'}: the path is a file" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 

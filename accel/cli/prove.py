@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from accel.cli.base import Verb, add_json_argument, emit
+from accel.cli.base import Verb, add_json_argument, emit, output_path
 from accel.config import add_config_arguments, config_from_args
 
 #: Block names, as ``rtl_gen.formal.BLOCKS`` (not imported here: the CLI stays light).
@@ -55,9 +54,9 @@ failed or did not finish, 2 bad arguments or missing tools.
                        help="SMT solver (default yices)")
         g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
                        help=f"limit per proof in seconds (default {DEFAULT_TIMEOUT_S:g})")
-        g.add_argument("--work-dir", default=None, metavar="DIR",
-                       help="work and cache folder (default $ACCEL_SIM_BUILD/formal or "
-                            "./sim_build/formal)")
+        output_path(g, "--work-dir", kind="dir", default=None, metavar="DIR",
+                    help="work and cache folder (default $ACCEL_SIM_BUILD/formal or "
+                         "./sim_build/formal)")
         g.add_argument("--force", action="store_true", help="rerun proofs whose result is cached")
         add_config_arguments(parser)
         add_json_argument(parser)
@@ -67,7 +66,6 @@ failed or did not finish, 2 bad arguments or missing tools.
         if args.timeout <= 0:
             raise ValueError(f"--timeout must be a positive number of seconds, not "
                              f"{args.timeout:g}")
-        _check_json_path(args.json)
         from rtl_gen.formal import FormalError, plan
         from rtl_gen.formal.runner import prove, tools_missing
 
@@ -99,18 +97,6 @@ failed or did not finish, 2 bad arguments or missing tools.
                 "passed": all(r.passed for r in results)}
         emit(args, summarise(results, total), data)
         return 0 if data["passed"] else 1
-
-
-def _check_json_path(target: str | None) -> None:
-    """An unusable ``--json`` path is an error before any proof runs."""
-    if not target or target == "-":
-        return
-    path = Path(target)
-    if path.is_dir():
-        raise ValueError(f"--json {target}: is a directory; give a file path")
-    parent = next((p for p in path.absolute().parents if p.exists()), None)
-    if parent is not None and not parent.is_dir():
-        raise ValueError(f"--json {target}: {parent} is a file, so the folder cannot be created")
 
 
 def summarise(results: list[Any], seconds: float) -> str:

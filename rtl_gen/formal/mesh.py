@@ -45,10 +45,10 @@ def mesh_delay(config: ArrayConfig) -> int:
 def _can_overflow(config: ArrayConfig) -> bool:
     """Whether some fold of R steps can leave the P-bit range (R times the largest term
     magnitude beyond the rail; with OverQ a term is at most a raw lane code times a weight)."""
-    xlo, xhi = config.act_range if config.overq is None else (0, (1 << config.lane_bits) - 1)
+    xlo, xhi = config.lane_range
     wlo, whi = config.weight_range
     most = max(abs(xlo), abs(xhi)) * max(abs(wlo), abs(whi))
-    return config.rows * most > (1 << (config.pe_acc_bits - 1)) - 1
+    return config.rows * most > config.pe_range[1]
 
 
 def _delayed(m, value, edges: int, name: str) -> Any:

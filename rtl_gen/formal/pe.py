@@ -187,7 +187,7 @@ def step_harness(config: ArrayConfig, dut: Any = None) -> Harness:
     h.check("act", pe.act_out.as_value() == want_act.as_value(),
             "act_out (value, bank, tag) = act_in one edge later", when=past)
     # the cases the assertions are about must be reachable
-    lo, hi = -(1 << (p - 1)), (1 << (p - 1)) - 1
+    lo, hi = config.pe_range
     h.cover("event_high", event & (psum_in + term > hi) & ~ovf_in & bank,
             "a step above the P-bit range, from bank 1")
     h.cover("event_low", event & (psum_in + term < lo) & ~ovf_in, "a step below the P-bit range")
