@@ -375,14 +375,16 @@ SLOW_SET = [ArrayConfig(rows=2, cols=2, act_bits=8, act_signed=signed, weight_bi
                         pe_acc_bits=p, overflow=mode, acc_depth=2)
             for p, mode, signed in [(16, "saturate", False), (20, "wrap", True),
                                     (24, "saturate", True), (32, "wrap", False)]]
-#: 8-bit OverQ at R = 4: the PE's lane terms, the mesh and the encoder.
+#: 8-bit OverQ at R = 4: the PE's lane terms and the encoder, and the mesh in range mode (about
+#: 190 s); the 8-bit mesh in both mode (24-bit lanes) did not finish within 600 s, so both's
+#: mesh is proven at 4 bits (SLOW_EXTRA).
 SLOW_OVERQ = [
     ArrayConfig(rows=4, cols=2, act_bits=8, weight_bits=8, pe_acc_bits=24, overflow="saturate",
                 overq=OverQConfig(mode="range", cascade=1)),
     ArrayConfig(rows=4, cols=2, act_bits=8, weight_bits=8, pe_acc_bits=32, overflow="saturate",
                 overq=OverQConfig(mode="both", cascade=2)),
 ]
-SLOW_BLOCKS = [None] * len(SLOW_SET) + [["pe", "mesh", "overq-encoder"]] * len(SLOW_OVERQ)
+SLOW_BLOCKS = [None] * len(SLOW_SET) + [["pe", "mesh", "overq-encoder"], ["pe", "overq-encoder"]]
 #: The mesh of the last CI configuration (OverQ both), left out of the CI run for time.
 SLOW_EXTRA = [(CI_SET[-1], ["mesh"])]
 
