@@ -9,30 +9,21 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["INPUT_RANGE", "SPLIT_SEED", "TEST_SHARE", "load_split", "build_model", "MODELS"]
+from accel.data import digits_split
+
+__all__ = ["INPUT_RANGE", "load_split", "build_model", "MODELS"]
 
 #: Largest pixel value of the digits images (the real value of the top input code).
 INPUT_RANGE = 16.0
-#: Seed and share of the stratified train/test split (fixed: every recipe uses the same split).
-SPLIT_SEED = 0
-TEST_SHARE = 0.2
 
 
 def load_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(x_train, y_train, x_test, y_test)``: 1437 / 360 images, stratified, ``SPLIT_SEED``."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    d = load_digits()
-    x = d.images.astype(np.float32)[:, None]
-    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=TEST_SHARE, stratify=d.target,
-                                          random_state=SPLIT_SEED)
-    return (torch.from_numpy(xtr), torch.from_numpy(ytr).long(), torch.from_numpy(xte),
-            torch.from_numpy(yte).long())
+    """``(x_train, y_train, x_test, y_test)`` as torch tensors: the split of
+    :func:`accel.data.digits_split` (1437 / 360 images, stratified, seeded)."""
+    return tuple(torch.from_numpy(a) for a in digits_split())
 
 
 def mlp() -> nn.Sequential:

@@ -39,7 +39,7 @@ OUTPUTS = [
     (["report"], "--export-json", "file"),
     (["demo", "--no-synth", "--no-verify"], "-o", "dir"),
     (["quantize", "--model", "mlp"], "--out", "file"),
-    (["simulate", "--model", "digits-cnn-random"], "--json", "file"),
+    (["simulate", "digits-cnn-random"], "--json", "file"),
 ]
 
 

@@ -37,7 +37,7 @@ def _simulate(path: Path, cfg: ArrayConfig, capsys, extra: tuple[str, ...] = ())
              "--out-acc-bits", str(cfg.out_bits), "--overflow", cfg.overflow]
     if cfg.overq is not None:
         flags += ["--overq-mode", cfg.overq.mode, "--overq-cascade", str(cfg.overq.cascade)]
-    assert main(["simulate", "--checkpoint", str(path), "--no-extremes", "--json", "-", *flags,
+    assert main(["simulate", str(path), "--no-extremes", "--json", "-", *flags,
                  *extra]) == 0
     return json.loads(capsys.readouterr().out)
 

@@ -217,3 +217,42 @@ def test_oaq_error_names_the_layer():
     q(torch.ones(1, 64))
     with pytest.raises(OAQError, match=r"OAQ layer '0': golden result still differs .* c_w = 1"):
         ctl.step()
+
+
+class _Residual(nn.Module):
+    """conv -> relu -> (conv -> bn) + skip -> relu -> global average pool -> flatten -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.stem = nn.Conv2d(1, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.body = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), _trained_bn(4))
+        self.relu2 = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.relu(self.stem(x))
+        return self.fc(self.pool(self.relu2(self.body(h) + h)).flatten(1))
+
+
+@pytest.mark.parametrize("quantizer", ["baseline", "a2q+"])
+def test_residual_model_exports_with_shared_quantizers(quantizer):
+    """The skip tensor is read by the block's conv and by the addition: one quantizer, one code
+    tensor; the exported integers compute the fake-quantized forward (up to rounding ties)."""
+    cfg = ArrayConfig(act_bits=6, weight_bits=5, pe_acc_bits=16)
+    q = quantize_model(_Residual(), quantizer, cfg, input_range=4.0)
+    x = torch.rand(64, 1, 6, 6, generator=torch.Generator().manual_seed(1)) * 4
+    calibrate(q, [x])
+    q.eval()
+    body = q.get_submodule("body.0")
+    add = q.get_submodule("add0")
+    assert add.act_b is body.act_quant and add.act_a.signed             # skip shared; sum signed
+    g = export_graph(q)
+    assert [n.op for n in g.nodes].count("add") == 1 and [n.op for n in g.nodes].count("quantize") == 1
+    with torch.no_grad():
+        fake = q(x).numpy()
+    exact = Executor(g, ExactBackend(cfg)).run(x.numpy()).logits
+    assert np.mean(np.isclose(exact, fake, rtol=1e-4, atol=1e-4)) > 0.9    # rare rounding ties
+    assert (exact.argmax(1) == fake.argmax(1)).mean() >= 0.9

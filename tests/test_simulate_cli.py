@@ -40,14 +40,14 @@ def test_simulate_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["simulate", "--help"])
     out = capsys.readouterr().out
-    assert "accel simulate --model resnet18-random" in out and "default 32" in out
+    assert "accel simulate resnet18-random" in out and "default 32" in out
 
 
 def test_simulate_checkpoint_with_overq_is_right(capsys):
     """The 4-bit digits CNN keeps its accuracy with OverQ (the integer graph carries the raw wide
     codes between layers; before it did not, and OverQ precision gave 4.69 %)."""
     ckpt = str(ROOT / "models" / "checkpoints" / "cnn_baseline_n4_p32_s0.pt")
-    base = ["simulate", "--checkpoint", ckpt, "--act-bits", "4", "--weight-bits", "4", "--rows", "4",
+    base = ["simulate", ckpt, "--act-bits", "4", "--weight-bits", "4", "--rows", "4",
             "--cols", "4", "--limit", "128", "--json", "-", "--no-extremes"]
     accs = []
     for extra in ([], ["--overq-mode", "precision", "--pe-acc-bits", "20"]):
@@ -57,12 +57,52 @@ def test_simulate_checkpoint_with_overq_is_right(capsys):
 
 
 @pytest.mark.parametrize("path, msg", [
-    ("README.md", "cannot be read as a torch.save file"),
+    ("README.md", "cannot tell the format of .*README.md from its suffix '.md'; known: .pt"),
+    ("text.pt", "text.pt cannot be read as a torch.save file of an integer model"),
     ("models", "is a folder"),
     ("nope.pt", "does not exist"),
 ])
-def test_simulate_bad_checkpoint_is_one_line(path, msg, capsys):
-    path = str(ROOT / path)
-    assert main(["simulate", "--checkpoint", path]) == 2
+def test_simulate_bad_checkpoint_is_one_line(path, msg, capsys, tmp_path):
+    (tmp_path / "text.pt").write_text("hello\n")
+    path = str(tmp_path / path if path == "text.pt" else ROOT / path)
+    assert main(["simulate", path]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and msg in err[0] and path in err[0]
+    assert len(err) == 1 and __import__("re").search(msg, err[0]) and path in err[0]
+
+
+def _npz(tmp_path, n=24):
+    from accel.data import load_data
+
+    d = load_data("digits")
+    path = tmp_path / "digits.npz"
+    import numpy as np
+
+    np.savez(path, x=d.x[:n], y=d.y[:n])
+    return path
+
+
+def test_simulate_on_a_data_file_equals_the_builtin(tmp_path, capsys):
+    ckpt = str(ROOT / "models" / "checkpoints" / "cnn_a2qplus_n8_p16_s0.pt")
+    flags = ["--pe-acc-bits", "16", "--no-extremes", "--json", "-"]
+    assert main(["simulate", ckpt, "--limit", "24", *flags]) == 0
+    builtin = json.loads(capsys.readouterr().out)
+    assert main(["simulate", ckpt, "--data", str(_npz(tmp_path)), *flags]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert from_file["accuracy"] == builtin["accuracy"] and from_file["samples"] == 24
+    assert [l["pe_events"] for l in from_file["layers"]] == [l["pe_events"] for l in builtin["layers"]]
+    assert from_file["data"].endswith("digits.npz")
+
+
+@pytest.mark.parametrize("make, msg", [
+    (lambda p: p.write_text("not numbers\n"), "is not a .npy array file"),
+    (lambda p: __import__("numpy").save(p, __import__("numpy").zeros((0, 1, 8, 8))), "holds no samples"),
+    (lambda p: __import__("numpy").save(p, __import__("numpy").zeros((2, 3, 8, 8))),
+     "conv2d input must be \\[N, 1, H, W\\]"),
+])
+def test_bad_data_is_one_line(tmp_path, make, msg, capsys):
+    path = tmp_path / "x.npy"
+    make(path)
+    ckpt = str(ROOT / "models" / "checkpoints" / "cnn_a2qplus_n8_p16_s0.pt")
+    assert main(["simulate", ckpt, "--data", str(path), "--no-extremes"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and __import__("re").search(msg, err[0]), err

@@ -95,21 +95,117 @@ def quantize_model(model: nn.Module, quantizer: str, config: ArrayConfig, *,
     swap(qmodel)
     if first:
         raise ValueError("model has no nn.Conv2d or nn.Linear layer to quantize")
-    return qmodel
+    return _share_quantizers(qmodel, config)
+
+
+def _share_quantizers(model: nn.Module, config: ArrayConfig) -> nn.Module:
+    """One activation quantizer per real tensor that quantized operations read.
+
+    The model is traced with ``torch.fx`` (quantized layers are leaves); every addition of two
+    tensors becomes a :class:`QuantAdd`, and every reader of one tensor (layers, additions) gets
+    the same quantizer, so the integer graph carries one code tensor per real tensor. An addition
+    input that no layer quantizes gets a signed quantizer of its own (residual sums go negative).
+    A model that needs neither (a chain of layers) comes back as it was.
+    """
+    import operator
+
+    import torch.fx
+
+    from accel.quant.act import ActQuant
+    from accel.quant.export import tracer
+    from accel.quant.modules import QuantAdd
+
+    graph = tracer().trace(model)
+    mods = dict(model.named_modules())
+
+    def is_add(n: torch.fx.Node) -> bool:
+        return (n.op == "call_function" and n.target in (operator.add, torch.add)) or \
+            (n.op == "call_method" and n.target == "add")
+
+    readers: dict[str, list[tuple[torch.fx.Node, int]]] = {}
+    adds = [n for n in graph.nodes if is_add(n)]
+    for n in graph.nodes:
+        if n.op == "call_module" and isinstance(mods.get(n.target), QuantLayer):
+            readers.setdefault(n.args[0].name, []).append((n, 0))
+        elif n in adds:
+            for i, a in enumerate(n.args[:2]):
+                if not isinstance(a, torch.fx.Node):
+                    raise ValueError(f"node {n.name!r}: an addition of two tensors is supported, "
+                                     "not of a tensor and a constant")
+                readers.setdefault(a.name, []).append((n, i))
+    pools = [n for n in graph.nodes if _is_avgpool(n, mods)]
+    if not adds and not pools and all(len(r) == 1 for r in readers.values()):
+        return model
+    quantizers: dict[str, ActQuant] = {}
+    for name, rs in readers.items():
+        layer = next((mods[n.target] for n, _ in rs if n.op == "call_module"), None)
+        quantizers[name] = layer.act_quant if layer is not None else \
+            ActQuant(config.act_bits, True, "calibrated")
+        for n, _ in rs:
+            if n.op == "call_module":
+                mods[n.target].act_quant = quantizers[name]
+    gm = torch.fx.GraphModule(model, graph)
+    for i, n in enumerate(adds):
+        mod = QuantAdd(quantizers[n.args[0].name], quantizers[n.args[1].name])
+        gm.add_submodule(f"add{i}", mod)
+        with gm.graph.inserting_after(n):
+            new = gm.graph.call_module(f"add{i}", args=tuple(n.args[:2]))
+        n.replace_all_uses_with(new)
+        gm.graph.erase_node(n)
+    # average pooling does not commute with rounding: the integer graph pools codes, so the
+    # forward pass quantizes what it pools, with the quantizer of what reads the pooled result
+    for i, n in enumerate(pools):
+        reader = _reader_quantizer(n, mods, quantizers)
+        gm.add_submodule(f"pool{i}_quant", reader)
+        with gm.graph.inserting_before(n):
+            q = gm.graph.call_module(f"pool{i}_quant", args=(n.args[0],))
+        n.replace_input_with(n.args[0], q)
+    gm.graph.lint()
+    gm.recompile()
+    return gm
+
+
+def _is_avgpool(n: "torch.fx.Node", mods: dict) -> bool:  # noqa: F821
+    import torch.nn.functional as F
+
+    return (n.op == "call_module" and isinstance(mods.get(n.target), (nn.AvgPool2d,
+                                                                       nn.AdaptiveAvgPool2d))) \
+        or (n.op == "call_function" and n.target in (F.avg_pool2d, F.adaptive_avg_pool2d))
+
+
+def _reader_quantizer(n: "torch.fx.Node", mods: dict, quantizers: dict) -> nn.Module:  # noqa: F821
+    """The quantizer of the quantized operation that reads ``n``'s result (through ReLU, pooling,
+    flatten and the like)."""
+    stack = [n]
+    while stack:
+        node = stack.pop()
+        if node.name in quantizers and node is not n:
+            return quantizers[node.name]
+        for user in node.users:
+            if user.name in quantizers:
+                return quantizers[user.name]
+            if user.op == "call_module" and isinstance(mods.get(user.target), QuantLayer):
+                return mods[user.target].act_quant
+            if user.op != "output":
+                stack.append(user)
+    raise ValueError(f"node {n.name!r}: average pooling whose result no quantized layer reads "
+                     "cannot be quantized")
 
 
 def calibrate(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
-    """Max-calibrate every non-fixed input quantizer on ``batches`` (float forward, no grad)."""
-    layers = [m for _, m in quant_layers(model) if m.act_quant.mode != "fixed"]
+    """Max-calibrate every non-fixed activation quantizer on ``batches`` (float forward, no grad)."""
+    from accel.quant.act import ActQuant
+
+    quantizers = [m for m in model.modules() if isinstance(m, ActQuant) and m.mode != "fixed"]
     was_training = model.training
     model.eval()
-    for m in layers:
-        m.act_quant.calibrating = True
+    for m in quantizers:
+        m.calibrating = True
     with torch.no_grad():
         for xb in batches:
             model(xb)
-    for m in layers:
-        m.act_quant.finish_calibration()
+    for m in quantizers:
+        m.finish_calibration()
     model.train(was_training)
 
 

@@ -24,7 +24,7 @@ from accel.quant.act import ActQuant
 from accel.quant.ste import round_ste
 from accel.quant.weight import QuantizedWeight, make_weight_quantizer
 
-__all__ = ["QuantLayer", "QuantLinear", "QuantConv2d"]
+__all__ = ["QuantLayer", "QuantLinear", "QuantConv2d", "QuantAdd"]
 
 
 class QuantLayer(nn.Module):
@@ -183,3 +183,21 @@ class QuantConv2d(QuantLayer):
     def _geometry(self) -> dict:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation,
                 "groups": self.groups}
+
+
+class QuantAdd(nn.Module):
+    """A residual addition of two quantized tensors: ``act_a(a) + act_b(b)``.
+
+    Each input has an activation quantizer, shared with every other reader of the same tensor
+    (:func:`accel.quant.convert.quantize_model` shares them), so that the integer graph carries one
+    code tensor per real tensor; the sum is real, and whatever reads it quantizes it (its own
+    input quantizer). Exported as :class:`accel.nodes.Add` with multipliers ``s_a / s_y`` and
+    ``s_b / s_y``.
+    """
+
+    def __init__(self, act_a: ActQuant, act_b: ActQuant) -> None:
+        super().__init__()
+        self.act_a, self.act_b = act_a, act_b
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.act_a(a) + self.act_b(b)
