@@ -25,8 +25,8 @@ from typing import Any, Iterator, Sequence
 from accel.config import ArrayConfig
 
 __all__ = ["SIMULATORS", "WAVE_FORMATS", "SimulatorMissing", "VerifyError", "Build",
-           "simulator_missing", "build", "run", "xcheck", "measure_cycles", "record_cycles",
-           "default_root"]
+           "simulator_missing", "build", "run", "xcheck", "replay_command", "measure_cycles",
+           "record_cycles", "default_root"]
 
 SIMULATORS = ("verilator", "icarus")
 WAVE_FORMATS = ("fst", "vcd")
@@ -217,10 +217,17 @@ def build(config: ArrayConfig, sim: str = "verilator", waves: str | None = None,
 
 # --- run -------------------------------------------------------------------------------------
 
-def _rerun_command(b: Build, scenario: str, seed: int) -> str:
-    cmd = (f"accel verify --config {b.dir / 'config.json'} --sim {b.sim} --seed {seed} "
-           f"--scenario {scenario}")
+def _rerun_command(b: Build, scenario: str, seed: int, replay: str | None = None) -> str:
+    what = f"--replay {replay}" if scenario == "replay" else f"--scenario {scenario}"
+    cmd = f"accel verify --config {b.dir / 'config.json'} --sim {b.sim} --seed {seed} {what}"
     return cmd + (f" --waves {b.waves}" if b.waves else "")
+
+
+def replay_command(config_path: str | Path, folder: str | Path, sim: str = "verilator",
+                   waves: str | None = "fst") -> str:
+    """The one-line command that reruns the GEMM job saved in ``folder`` under cocotb."""
+    return (f"accel verify --config {config_path} --replay {folder} --sim {sim}"
+            + (f" --waves {waves}" if waves else ""))
 
 
 def _waves_path(b: Build, run_dir: Path) -> str | None:
@@ -234,14 +241,15 @@ def _waves_path(b: Build, run_dir: Path) -> str | None:
 def run(config: ArrayConfig, scenario: str = "all", seed: int = 1, sim: str = "verilator",
         waves: str | None = None, xcheck: bool = False, max_jobs: int | None = None,
         plusargs: Sequence[str] = (), shapes: Sequence[tuple[int, int, int]] | None = None,
-        root: str | Path | None = None, tag: str = "", flip_y_bit: int | None = None
-        ) -> dict[str, Any]:
+        root: str | Path | None = None, tag: str = "", flip_y_bit: int | None = None,
+        replay: str | Path | None = None) -> dict[str, Any]:
     """Build (cached) and run one scenario; returns the results JSON as a dict.
 
     Parameters
     ----------
     scenario : str
-        A name of :data:`sim.tb.scenarios.SCENARIOS`, ``"all"``, or ``"cycles"`` with ``shapes``.
+        A name of :data:`sim.tb.scenarios.SCENARIOS`, ``"all"``, ``"cycles"`` with ``shapes``,
+        or ``"replay"`` with ``replay``.
     seed : int
         Seeds every random choice; printed in failures with a one-line rerun command.
     max_jobs : int, optional
@@ -252,6 +260,10 @@ def run(config: ArrayConfig, scenario: str = "all", seed: int = 1, sim: str = "v
         For ``scenario="cycles"``: canonical-stimulus GEMMs of these shapes.
     tag : str
         Suffix of the run folder, to keep several runs of one build apart.
+    replay : path, optional
+        For ``scenario="replay"``: a folder with one saved GEMM job
+        (:func:`sim.tb.scenarios.save_replay`: operands and stimulus, e.g. a GEMM
+        ``accel cosim`` found failing), run edge for edge as it ran there.
     flip_y_bit : int, optional
         Fault injection (see :func:`build`); the run must then fail.
 
@@ -265,21 +277,28 @@ def run(config: ArrayConfig, scenario: str = "all", seed: int = 1, sim: str = "v
     from sim.tb.test_array import PLAN_ENV
     from sim.tb.testbench import Plan
 
-    valid = ("all", "cycles", *SCENARIOS)
+    valid = ("all", "cycles", "replay", *SCENARIOS)
     if scenario not in valid:
         raise ValueError(f"unknown scenario {scenario!r}; valid scenarios are {', '.join(valid)}")
     if scenario == "cycles" and not shapes:
         raise ValueError("scenario 'cycles' needs shapes: a list of (T, K, O)")
+    if scenario == "replay":
+        if replay is None:
+            raise ValueError("scenario 'replay' needs replay: the folder of a saved GEMM job")
+        replay = Path(replay).absolute()
+        tag = tag or f"-{hashlib.sha256(str(replay).encode()).hexdigest()[:8]}"
     b = build(config, sim, waves, xcheck, root, flip_y_bit)
     run_dir = b.dir / f"run-{scenario}-s{seed}{tag}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results_path = run_dir / "results.json"
     results_path.unlink(missing_ok=True)
     plan = Plan(config=config.to_dict(), manifest=str(b.manifest), scenario=scenario, seed=seed,
-                results=str(results_path), rerun=_rerun_command(b, scenario, seed),
+                results=str(results_path), rerun=_rerun_command(b, scenario, seed,
+                                                                str(replay) if replay else None),
                 waves=_waves_path(b, run_dir), max_jobs=max_jobs,
                 extra={"simulator": sim, "xcheck": xcheck, "plusargs": list(plusargs),
-                       "build_dir": str(b.dir), "shapes": [list(s) for s in shapes or []]})
+                       "build_dir": str(b.dir), "shapes": [list(s) for s in shapes or []],
+                       "replay": str(replay) if replay else None})
     plan_path = run_dir / "plan.json"
     plan.save(plan_path)
     from cocotb_tools.runner import get_results, get_runner
