@@ -96,6 +96,30 @@ def test_harness_equals_golden(config):
     assert stalled_longer > 0              # the random stimulus did stall
 
 
+def test_harness_watchdog_and_unfinished_sources():
+    """A job the design cannot finish (a tile missing) trips the watchdog; beats a source could
+    not send (two tiles too many) make the job incomplete."""
+    import dataclasses
+
+    from sim.cosim.harness import Harness
+    from sim.schedule import beats
+
+    h = Harness(_build(PLAIN))
+    r = PLAIN.rows
+    x, w, b = _checkpoint_gemm(PLAIN)
+    bt = beats(x, w, b, PLAIN)
+    short = dataclasses.replace(bt, w_lanes=bt.w_lanes[:-r], w_last=bt.w_last[:-r])
+    run = h.run(short)
+    assert run.status == "watchdog" and "no transfer for" in run.message
+    assert f"w {len(bt.w_lanes) - r}/{len(bt.w_lanes) - r}" in run.message and run.cycles is None
+    extra = dataclasses.replace(bt, w_lanes=np.concatenate([bt.w_lanes, bt.w_lanes[:2 * r]]),
+                                w_last=np.concatenate([bt.w_last, bt.w_last[:2 * r]]),
+                                b_lanes=np.concatenate([bt.b_lanes, bt.b_lanes[:2]]))
+    run = h.run(extra)
+    assert run.status == "incomplete" and "all y beats arrived but w sent" in run.message
+    assert run.fields["y_data"].shape == (len(bt.y_order), PLAIN.cols)
+
+
 def _checkpoint_gemm(config, seed=3):
     x, w, b = random_operands(config, 9, 2 * config.rows + 1, config.cols + 1, "uniform", seed,
                               True)
@@ -254,3 +278,25 @@ def test_parallel_cache_and_dask_agree(tmp_path):
             res3 = simulate(graph, [(x, y)], dask)
     assert res3.correct == base.correct and dask.layers["fc2"].cycles == \
         local.layers["fc2"].cycles and not dask.failures
+
+
+def test_cosim_summary_reports_a_failing_gemm(tmp_path):
+    """The whole-model run records a failure, goes on with the RTL's values, and its table and
+    JSON carry the report and the rerun command."""
+    from sim.cosim.run import cosim
+
+    graph = _model("mlp_a2q_n8_p16_s0.pt")
+    x, y = _digits(8)
+
+    def blocks(block):
+        return ([(x[i:i + block], y[i:i + block]) for i in range(0, 8, block)], 8)
+
+    res = cosim(graph, blocks, PLAIN, batch=4, out_dir=tmp_path, flip=("fc2", 1, 0))
+    assert not res.ok and len(res.failures) == 2               # both batches of fc2
+    assert res.layers[0].failed_gemms == 0 and res.layers[1].failed_gemms == 2
+    text = res.table()
+    assert "FAILED: " in text and "2 failing GEMMs" in text
+    assert "GEMM fc2 batch 0 group 0" in text and "rerun under cocotb with waves: accel verify" in text
+    data = res.to_dict()
+    assert data["failures"][1]["gemm"] == "fc2 batch 1 group 0"
+    assert Path(data["failures"][1]["replay"]).is_dir() and data["total"]["mismatches"] == 2
