@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.schedule import Beats, bit_matrix
+from sim.schedule import WORD_BITS, Beats, get_bits, put_bits
 from sim.tb.harness import port_widths
 
 __all__ = ["RECORD_FIELDS", "WORD_BITS", "RecordField", "RecordLayout"]
@@ -40,8 +40,6 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "x": ("x_data", "x_addr", "x_first", "x_init", "x_emit"),
     "y": ("y_data", "y_addr", "y_pe_ovf", "y_acc_ovf"),
 }
-#: Bits of one word of a binary record.
-WORD_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -121,39 +119,32 @@ class RecordLayout:
         """Records of ``stream`` from per-field values: uint32 ``[n, words]``.
 
         ``values[name]`` is int ``[n, lanes]`` (or ``[n]`` for a one-lane field), each lane
-        reduced modulo 2^lane_bits.
+        reduced modulo 2^lane_bits. Vectorised per lane.
         """
-        parts = []
         n = None
+        out = None
         for f in self.fields[stream]:
-            v = np.asarray(values[f.name], dtype=np.int64)
+            v = np.asarray(values[f.name])
             v = v.reshape(-1, 1) if v.ndim == 1 else v
             if v.shape[1] != f.lanes:
                 raise ValueError(f"{f.name}: {v.shape[1]} lanes given, the port has {f.lanes}")
             if n is not None and v.shape[0] != n:
                 raise ValueError(f"{f.name}: {v.shape[0]} beats, the other fields have {n}")
-            n = v.shape[0]
-            parts.append(bit_matrix(v, f.lane_bits))
-        pad = self.words[stream] * WORD_BITS - self.bits[stream]
-        parts.append(np.zeros((n or 0, pad), dtype=np.uint8))
-        raw = np.packbits(np.concatenate(parts, axis=1), axis=1, bitorder="little")
-        return np.ascontiguousarray(raw).view("<u4").reshape(n or 0, self.words[stream])
+            if out is None:
+                n = v.shape[0]
+                out = np.zeros((n, self.words[stream]), dtype="<u4")
+            u = np.ascontiguousarray(v, dtype=np.int64).view(np.uint64)
+            for c in range(f.lanes):
+                put_bits(out, u[:, c], f.offset + c * f.lane_bits, f.lane_bits)
+        return out
 
     def unpack(self, stream: str, records: np.ndarray) -> dict[str, np.ndarray]:
         """Inverse of :meth:`pack`: int64 ``[n, lanes]`` per field (two's complement where the
         port's lanes are signed)."""
-        rec = np.ascontiguousarray(np.asarray(records, dtype="<u4")).reshape(
-            -1, self.words[stream])
-        bits = np.unpackbits(rec.view(np.uint8), axis=1, bitorder="little")
-        out = {}
-        for f in self.fields[stream]:
-            b = bits[:, f.offset:f.offset + f.width].reshape(-1, f.lanes, f.lane_bits)
-            v = (b.astype(np.uint64) << np.arange(f.lane_bits, dtype=np.uint64)).sum(
-                axis=2, dtype=np.uint64).view(np.int64)
-            if f.signed and f.lane_bits < 64:
-                v = v - (b[:, :, -1].astype(np.int64) << f.lane_bits)
-            out[f.name] = v
-        return out
+        rec = np.asarray(records, dtype="<u4").reshape(-1, self.words[stream])
+        return {f.name: np.stack([get_bits(rec, f.offset + c * f.lane_bits, f.lane_bits,
+                                           f.signed) for c in range(f.lanes)], axis=1)
+                for f in self.fields[stream]}
 
     def beat_records(self, bt: Beats) -> dict[str, np.ndarray]:
         """The ``w``, ``b`` and ``x`` records of a GEMM's canonical beats."""

@@ -24,7 +24,7 @@ from accel.arith import GemmResult, check_operands, fold_count, group_count
 from accel.config import ArrayConfig
 
 __all__ = ["Step", "Beats", "step_table", "steps", "beats", "expected_lanes",
-           "bit_matrix", "pack_lanes", "unpack_lanes"]
+           "put_bits", "get_bits", "pack_lanes", "unpack_lanes", "WORD_BITS"]
 
 
 @dataclass(frozen=True)
@@ -96,22 +96,46 @@ def steps(t: int, k: int, o: int, config: ArrayConfig) -> list[Step]:
 
 # --- lane packing ----------------------------------------------------------------------------
 
-def bit_matrix(values: object, width: int) -> np.ndarray:
-    """The bits of rows of lanes, LSB first: uint8 ``[n, L * width]``, lane c at ``c * width ..``.
+#: Bits of one word of a packed array (:func:`put_bits`, :func:`get_bits`).
+WORD_BITS = 32
 
-    ``values`` int ``[n, L]``, each reduced modulo 2^width (two's complement); ``width`` 1 .. 64.
-    The one bit-level packing of lanes: :func:`pack_lanes` and the beat records
-    (:mod:`sim.records`) build on it.
-    """
-    v = np.asarray(values, dtype=np.int64)
-    if v.ndim != 2:
-        raise ValueError(f"pack_lanes needs a 2-D array [words, lanes], not shape {v.shape}")
+
+def _mask(width: int) -> np.uint64:
+    return np.uint64((1 << width) - 1)
+
+
+def put_bits(words: np.ndarray, values: np.ndarray, pos: int, width: int) -> None:
+    """OR ``width``-bit values (uint64 ``[n]``, reduced modulo 2^width) into bits ``pos ..`` of
+    rows of 32-bit words (uint32 ``[n, W]``, bit b of a row in word ``b // 32``). The one
+    bit-level packing: :func:`pack_lanes` and the beat records (:mod:`sim.records`) use it."""
+    u = np.asarray(values, dtype=np.uint64) & _mask(width)
+    j, s = divmod(pos, WORD_BITS)
+    words[:, j] |= ((u << np.uint64(s)) & np.uint64(0xFFFF_FFFF)).astype(np.uint32)
+    done, k = WORD_BITS - s, 1
+    while done < width:                  # a value spans at most three words
+        words[:, j + k] |= ((u >> np.uint64(done)) & np.uint64(0xFFFF_FFFF)).astype(np.uint32)
+        done, k = done + WORD_BITS, k + 1
+
+
+def get_bits(words: np.ndarray, pos: int, width: int, signed: bool = False) -> np.ndarray:
+    """Inverse of :func:`put_bits`: the ``width``-bit field at bits ``pos ..`` of each row, as
+    int64 (two's complement when ``signed``; a 64-bit unsigned field keeps its bits)."""
+    j, s = divmod(pos, WORD_BITS)
+    v = words[:, j].astype(np.uint64) >> np.uint64(s)
+    got, k = WORD_BITS - s, 1
+    while got < width:
+        v |= words[:, j + k].astype(np.uint64) << np.uint64(got)
+        got, k = got + WORD_BITS, k + 1
+    v &= _mask(width)
+    out = v.view(np.int64)
+    if signed and width < 64:
+        out = out - (((v >> np.uint64(width - 1)) & np.uint64(1)).astype(np.int64) << width)
+    return out
+
+
+def _check_width(width: int) -> None:
     if not 1 <= width <= 64:
         raise ValueError(f"lane width must be between 1 and 64 bits, not {width}")
-    n, lanes = v.shape
-    u = np.ascontiguousarray(v).view(np.uint64)
-    bits = ((u[:, :, None] >> np.arange(width, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
-    return bits.reshape(n, lanes * width)
 
 
 def pack_lanes(values: object, width: int) -> list[int]:
@@ -130,8 +154,16 @@ def pack_lanes(values: object, width: int) -> list[int]:
     list of int
         n words of ``L * width`` bits (non-negative Python ints).
     """
-    packed = np.packbits(bit_matrix(values, width), axis=1, bitorder="little")
-    return [int.from_bytes(row.tobytes(), "little") for row in packed]
+    v = np.asarray(values, dtype=np.int64)
+    if v.ndim != 2:
+        raise ValueError(f"pack_lanes needs a 2-D array [words, lanes], not shape {v.shape}")
+    _check_width(width)
+    n, lanes = v.shape
+    words = np.zeros((n, max(1, -(-lanes * width // WORD_BITS))), dtype="<u4")
+    u = np.ascontiguousarray(v).view(np.uint64)
+    for c in range(lanes):
+        put_bits(words, u[:, c], c * width, width)
+    return [int.from_bytes(row.tobytes(), "little") for row in words]
 
 
 def unpack_lanes(words: list[int] | np.ndarray, lanes: int, width: int, signed: bool = True
@@ -141,23 +173,18 @@ def unpack_lanes(words: list[int] | np.ndarray, lanes: int, width: int, signed: 
     Lane c is bits ``c * width ..`` of each word, read as two's complement when ``signed``.
     A word wider than ``lanes * width`` bits is an error.
     """
-    if not 1 <= width <= 64:
-        raise ValueError(f"lane width must be between 1 and 64 bits, not {width}")
+    _check_width(width)
     total = lanes * width
-    nbytes = max(1, (total + 7) // 8)
+    nwords = max(1, -(-total // WORD_BITS))
     words = [int(w) for w in words]
     for i, w in enumerate(words):
         if w < 0 or w >> total:
             raise ValueError(f"word {i} = {w:#x} does not fit {lanes} lanes of {width} bits")
     if not words:
         return np.zeros((0, lanes), dtype=np.int64)
-    raw = np.frombuffer(b"".join(w.to_bytes(nbytes, "little") for w in words), dtype=np.uint8)
-    bits = np.unpackbits(raw.reshape(len(words), nbytes), axis=1, bitorder="little")
-    bits = bits[:, :total].reshape(len(words), lanes, width).astype(np.uint64)
-    val = (bits << np.arange(width, dtype=np.uint64)).sum(axis=2, dtype=np.uint64).view(np.int64)
-    if signed and width < 64:
-        val = val - (bits[:, :, -1].astype(np.int64) << width)
-    return val
+    raw = np.frombuffer(b"".join(w.to_bytes(4 * nwords, "little") for w in words),
+                        dtype="<u4").reshape(len(words), nwords)
+    return np.stack([get_bits(raw, c * width, width, signed) for c in range(lanes)], axis=1)
 
 
 # --- beats ---------------------------------------------------------------------------------------
