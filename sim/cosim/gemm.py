@@ -216,8 +216,7 @@ class GemmOutcome:
                 if k not in self._ARRAYS and k not in ("overq", "cached")}
         meta["overq"] = None if self.overq is None else dataclasses.asdict(self.overq)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, meta=np.array(json.dumps(meta)),
-                            **{k: getattr(self, k) for k in self._ARRAYS})
+        np.savez(tmp, meta=np.array(json.dumps(meta)), **{k: getattr(self, k) for k in self._ARRAYS})
         tmp.replace(path)
 
     @classmethod
