@@ -59,11 +59,12 @@ class CosimResult:
     def table(self) -> str:
         """Per-layer table, totals, accuracy and the failures (the human summary)."""
         head = (f"{'layer':<16} {'GEMMs':>6} {'y beats':>10} {'mismatch':>8} {'RTL cycles':>12} "
-                f"{'closed form':>12} {'sim cycles/s':>13}")
+                f"{'closed form':>12} {'sim cycles/s':>13} {'per CPU s':>11}")
         lines = [head, "-" * len(head)]
         for s in self.layers + [self._total()]:
             lines.append(f"{s.name[:16]:<16} {s.gemms:>6} {s.y_beats:>10,} {s.mismatches:>8} "
-                         f"{s.cycles:>12,} {s.closed_form:>12,} {s.cycles_per_second:>13,.0f}")
+                         f"{s.cycles:>12,} {s.closed_form:>12,} {s.cycles_per_second:>13,.0f} "
+                         f"{s.cycles_per_cpu_second:>11,.0f}")
         res = self.model
         acc = "n/a" if res.accuracy is None else f"{100 * res.accuracy:.2f} %"
         ref = "" if res.reference_accuracy is None else \
