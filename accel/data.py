@@ -27,11 +27,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DataError", "Dataset", "BUILTIN", "load_data", "digits_split", "fashion_mnist_dir",
-           "read_idx"]
+__all__ = ["DataError", "Dataset", "BUILTIN", "PREPROCESSING", "load_data", "model_data",
+           "digits_split", "fashion_mnist_dir", "read_idx"]
 
 #: Built-in datasets (see the module docstring).
 BUILTIN = ("digits", "fashion-mnist", "random-cifar")
+#: Preprocessing keys of :func:`load_data` (and of a model's ``meta["input"]``).
+PREPROCESSING = ("scale", "mean", "std", "layout")
 #: Seed and test share of the digits' stratified split (fixed: every recipe uses the same split).
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_SHARE = 0.2
@@ -248,3 +250,23 @@ def load_data(spec: str, split: str = "test", seed: int = 0, labels: str | None 
         x = (x - m.reshape(shape)) / s.reshape(shape)
     ds.x, ds.y = x, None if y is None else y.astype(np.int64)
     return ds
+
+
+def model_data(meta: dict[str, Any], data: str | None = None, *, split: str = "test",
+               seed: int = 0, labels: str | None = None, **preprocessing: Any) -> Dataset:
+    """The data to run a model on: ``data`` (built-in name or path), else the model's own dataset
+    (``meta["dataset"]``, else ``digits``).
+
+    The model's preprocessing (``meta["input"]``: scale, mean, std, layout) goes with its own
+    dataset only; other data is taken as given. ``preprocessing`` (keys of :data:`PREPROCESSING`,
+    None for unset) overrides either.
+    """
+    unknown = set(preprocessing) - set(PREPROCESSING)
+    if unknown:
+        raise DataError(f"unknown preprocessing {', '.join(sorted(unknown))}; valid: "
+                        f"{', '.join(PREPROCESSING)}")
+    spec = data or meta.get("dataset") or "digits"
+    pre = dict(meta.get("input") or {}) if spec == meta.get("dataset") else {}
+    pre.update({k: v for k, v in preprocessing.items() if v is not None})
+    return load_data(spec, split=split, seed=seed, labels=labels, scale=pre.get("scale"),
+                     mean=pre.get("mean"), std=pre.get("std"), layout=pre.get("layout", "nchw"))

@@ -166,6 +166,12 @@ class ModelResult:
         """Cycles of every job of every layer (no overlap between jobs, SPEC section 6)."""
         return sum(s.cycles for s in self.layers)
 
+    def inference_gemms(self) -> dict[str, list[tuple[int, int, int]]]:
+        """The GEMM jobs ``(T, K, O)`` of one inference per array layer: T is the layer's vectors
+        per sample, one job per group (what the cycle and energy models price per inference)."""
+        n = max(1, self.samples)
+        return {s.name: [(s.t // n, s.k, s.o)] * s.layer_groups for s in self.layers}
+
     @property
     def accuracy(self) -> float | None:
         """Top-1 accuracy of the array's outputs against the labels (None without labels)."""

@@ -27,7 +27,7 @@ from accel.executor import simulate
 from accel.graph import Graph
 from accel.quant import (OAQController, calibrate, export_graph, quantize_model, regularizer,
                          residual_mismatches)
-from models.digits import INPUT_RANGE, build_model, load_split
+from models import digits, fashion
 
 __all__ = ["Recipe", "deterministic", "provenance", "train_float", "train_quant",
            "float_accuracy", "int_accuracy", "save_float", "load_float", "resolve_model",
@@ -106,11 +106,26 @@ def int_accuracy(graph: Graph, x: torch.Tensor, y: torch.Tensor, config: ArrayCo
                                  for s in res.layers]
 
 
+#: What each reference model trains on: its data split and the real value of the top input code.
+DATASETS: dict[str, tuple[Callable, float]] = {
+    "digits": (digits.load_split, digits.INPUT_RANGE),
+    "fashion-mnist": (fashion.load_split, fashion.INPUT_RANGE),
+}
+
+
+def dataset_of(spec: str) -> str:
+    """The dataset a reference model (by name) trains on: Fashion-MNIST for ``fashion-*``, else
+    digits (user models given as ``module:factory`` train on digits)."""
+    return "fashion-mnist" if spec in fashion.MODELS else "digits"
+
+
 def resolve_model(spec: str) -> nn.Module:
     """A reference model by name (``cnn``, ``mlp``) or ``package.module:factory`` (a zero-argument
     callable returning an ``nn.Module`` that maps ``[B, 1, 8, 8]`` digits to 10 logits)."""
     if ":" not in spec:
-        return build_model(spec)
+        if spec in fashion.MODELS:
+            return fashion.MODELS[spec]()
+        return digits.build_model(spec)
     mod_name, _, fn_name = spec.partition(":")
     try:
         factory: Callable[[], nn.Module] = getattr(importlib.import_module(mod_name), fn_name)
@@ -123,10 +138,12 @@ def resolve_model(spec: str) -> nn.Module:
 
 
 def train_float(model_spec: str, seed: int, recipe: Recipe = Recipe(),
-                progress: Callable[[str], None] | None = None) -> tuple[nn.Module, float]:
-    """Train a float model from scratch (Adam, cross-entropy); returns it and its test accuracy."""
+                progress: Callable[[str], None] | None = None, data: str = "digits"
+                ) -> tuple[nn.Module, float]:
+    """Train a float model from scratch on ``data`` (Adam, cross-entropy); returns it and its
+    test accuracy."""
     with deterministic(seed, recipe.threads) as gen:
-        xtr, ytr, xte, yte = load_split()
+        xtr, ytr, xte, yte = DATASETS[data][0]()
         model = resolve_model(model_spec)
         opt = torch.optim.Adam(model.parameters(), lr=recipe.float_lr)
         model.train()
@@ -153,7 +170,8 @@ class QuantResult:
 
 def train_quant(float_model: nn.Module, quantizer: str, config: ArrayConfig, seed: int,
                 recipe: Recipe = Recipe(), tile: bool = False, act_mode: str = "calibrated",
-                progress: Callable[[str], None] | None = None) -> QuantResult:
+                progress: Callable[[str], None] | None = None, data: str = "digits"
+                ) -> QuantResult:
     """Quantize ``float_model`` for ``config`` and fine-tune it (QAT), then export.
 
     Calibration: max of |activation| over the whole training set, in batches (first layer: the
@@ -161,8 +179,9 @@ def train_quant(float_model: nn.Module, quantizer: str, config: ArrayConfig, see
     after every step and finishes with a frozen pass over the training and test sets.
     """
     with deterministic(seed, recipe.threads) as gen:
-        xtr, ytr, xte, yte = load_split()
-        qmodel = quantize_model(float_model, quantizer, config, input_range=INPUT_RANGE,
+        load, input_range = DATASETS[data]
+        xtr, ytr, xte, yte = load()
+        qmodel = quantize_model(float_model, quantizer, config, input_range=input_range,
                                 act_mode=act_mode, tile=tile)
         calibrate(qmodel, [xtr[i:i + 256] for i in range(0, xtr.shape[0], 256)])
         ctl = OAQController(qmodel) if quantizer == "oaq" else None
@@ -186,7 +205,7 @@ def train_quant(float_model: nn.Module, quantizer: str, config: ArrayConfig, see
                    "residual_train": residual_mismatches(qmodel, chunks(xtr)),
                    "residual_test": residual_mismatches(qmodel, chunks(xte))}
         qmodel.eval()
-        graph = export_graph(qmodel)
+        graph = export_graph(qmodel, {"dataset": data})
         return QuantResult(qmodel, graph, float_accuracy(qmodel, xte, yte), oaq)
 
 

@@ -1,15 +1,18 @@
-"""The digits-CNN accuracy sweep of issue 6 and its table.
+"""The accuracy-vs-P sweeps of issues 6 and 14 and their tables.
 
-Per seed: float training; baseline QAT per bit width (P-unaware, evaluated at every P with its bias
-clamped to Q = P); A2Q, A2Q+ and OAQ fine-tuned for every target P. Every quantized model is
-evaluated as integers on the array (every conv/linear layer lowered and computed by
-``accel.golden`` at that P, Q = P, R = 8, wrap mode; the image quantized to unsigned N-bit codes).
+Two studies (:data:`STUDIES`): the digits CNN (``cnn``) and the Fashion-MNIST residual CNN
+(``fashion-resnet``, :mod:`models.fashion`). Per seed: float training; baseline QAT per bit width
+(P-unaware, evaluated at every P with its bias clamped to Q = P); every quantizer of the study
+fine-tuned for every target P. Every quantized model is exported as an integer graph and run by
+``accel.executor`` on the array (every conv/linear layer at that P, Q = P, R = 8, wrap and
+saturate; the image quantized to unsigned N-bit codes).
 
-Run (about 5 minutes per seed on an idle core; about 20 on a loaded one)::
+Run (digits: about 5 minutes per seed on an idle core; Fashion-MNIST: about an hour)::
 
     nice python -m models.sweep --seeds 0 1 2 --out out/quant_sweep --checkpoints models/checkpoints
-    python -m models.sweep --table out/quant_sweep          # markdown table from the JSON files
-"""
+    nice python -m models.sweep --study fashion-resnet --seeds 0 1 --out out/fashion_sweep \\
+        --checkpoints models/checkpoints
+    python -m models.sweep --table out/quant_sweep          # markdown table from the JSON files"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +28,44 @@ import numpy as np
 
 from accel.config import ArrayConfig
 from accel.quant import OAQError, export_graph, model_report, set_array_config
-from models.digits import load_split
-from models.recipes import (Recipe, int_accuracy, provenance, save_float,
-                            train_float, train_quant)
+from models.recipes import (DATASETS, Recipe, int_accuracy, provenance, save_float, train_float,
+                            train_quant)
 
-#: Target P per bit width (N = M), from the issue.
-P_GRID = {8: (20, 18, 17, 16), 4: (14, 12, 11, 10)}
-QUANTIZERS = ("a2q", "a2q+", "oaq")
-#: (bits, P) whose seed-0 checkpoints are committed.
-CHECKPOINT_P = {8: (20, 16), 4: (12, 10)}
 ROWS = 8
+
+#: Column titles of the table.
+QUANTIZER_TITLES = {"baseline": "baseline", "a2q": "A2Q", "a2q+": "A2Q+", "oaq": "OAQ"}
+
+
+@dataclass(frozen=True)
+class Study:
+    """One accuracy-vs-P table: a reference model, its data, the P grid and the quantizers.
+
+    ``p_grid`` is the target P per bit width (N = M); ``checkpoint_p`` the (bits, P) whose seed-0
+    checkpoints are written, named ``<prefix>_<quantizer>_n<N>_p<P>_s0.pt``.
+    """
+
+    model: str
+    data: str
+    prefix: str
+    title: str
+    test_set: str
+    p_grid: dict[int, tuple[int, ...]]
+    quantizers: tuple[str, ...]
+    checkpoint_p: dict[int, tuple[int, ...]]
+    recipe: Recipe = Recipe()
+
+
+#: The studies: the digits CNN of issue 6, the Fashion-MNIST residual CNN of issue 14.
+STUDIES = {
+    "cnn": Study("cnn", "digits", "cnn", "Digits CNN", "test set of 360 images", {8: (20, 18, 17, 16), 4: (14, 12, 11, 10)},
+                 ("a2q", "a2q+", "oaq"), {8: (20, 16), 4: (12, 10)}),
+    "fashion-resnet": Study("fashion-resnet", "fashion-mnist", "fashion",
+                            "Fashion-MNIST residual CNN", "test set of 10,000 images",
+                            {8: (20, 18, 16), 4: (14, 12, 10)}, ("a2q", "a2q+"),
+                            {8: (16,), 4: (12,)},
+                            Recipe(float_epochs=6, qat_epochs=3, batch=128, qat_lr=3e-3)),
+}
 
 
 def _config(bits: int, p: int, mode: str = "wrap") -> ArrayConfig:
@@ -64,38 +96,42 @@ def _save(ckpt_dir: Path | None, name: str, result, meta: dict[str, Any], log=pr
         result.graph.save(ckpt_dir / f"{name.replace('+', 'plus')}.pt")
 
 
-def run_seed(seed: int, recipe: Recipe, ckpt_dir: Path | None, log) -> dict[str, Any]:
-    """Every row of the table for one seed (JSON-able)."""
-    xtr, ytr, xte, yte = load_split()
+def run_seed(seed: int, ckpt_dir: Path | None, log, study: Study = STUDIES["cnn"]) -> dict[str, Any]:
+    """Every row of ``study``'s table for one seed (JSON-able)."""
+    recipe, data, prefix = study.recipe, study.data, study.prefix
+    xtr, ytr, xte, yte = DATASETS[data][0]()
     t0 = time.time()
-    fmodel, facc = train_float("cnn", seed, recipe)
+    fmodel, facc = train_float(study.model, seed, recipe, data=data)
     prov = provenance(seed, recipe)
-    out: dict[str, Any] = {"seed": seed, "provenance": prov, "float": facc, "rows": []}
+    out: dict[str, Any] = {"seed": seed, "study": study.model, "provenance": prov, "float": facc,
+                           "rows": []}
     log(f"seed {seed}: float {facc:.4f} ({time.time() - t0:.0f}s)")
     if ckpt_dir is not None and seed == 0:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        save_float(ckpt_dir / "cnn_float_s0.pt", "cnn", fmodel,
-                   {"provenance": prov, "accuracy": facc, "model": "cnn"})
-    for bits, ps in P_GRID.items():
+        save_float(ckpt_dir / f"{prefix}_float_s0.pt", study.model, fmodel,
+                   {"provenance": prov, "accuracy": facc, "model": study.model, "dataset": data})
+    for bits, ps in study.p_grid.items():
         t0 = time.time()
-        base = train_quant(fmodel, "baseline", _config(bits, 32), seed, recipe)
+        base = train_quant(fmodel, "baseline", _config(bits, 32), seed, recipe, data=data)
         if bits == 8:
             row = {"quantizer": "baseline", "bits": bits, "p": 32,
                    **_evaluate(base.graph, xte, yte, bits, 32)}
             out["rows"].append(row)
         if ckpt_dir is not None and seed == 0:
-            _save(ckpt_dir, f"cnn_baseline_n{bits}_p32_s0", base,
-                  _meta("baseline", bits, 32, prov, _evaluate(base.graph, xte, yte, bits, 32)))
+            _save(ckpt_dir, f"{prefix}_baseline_n{bits}_p32_s0", base,
+                  _meta("baseline", bits, 32, prov, _evaluate(base.graph, xte, yte, bits, 32),
+                        model=study.model))
         for p in ps:
             set_array_config(base.qmodel, pe_acc_bits=p, out_acc_bits=p)
             out["rows"].append({"quantizer": "baseline", "bits": bits, "p": p,
-                                **_evaluate(export_graph(base.qmodel), xte, yte, bits, p)})
+                                **_evaluate(export_graph(base.qmodel, {"dataset": data}), xte, yte,
+                                            bits, p)})
         log(f"seed {seed}: baseline {bits}-bit ({time.time() - t0:.0f}s)")
         for p in ps:
-            for qn in QUANTIZERS:
+            for qn in study.quantizers:
                 t0 = time.time()
                 try:
-                    res = train_quant(fmodel, qn, _config(bits, p), seed, recipe)
+                    res = train_quant(fmodel, qn, _config(bits, p), seed, recipe, data=data)
                 except OAQError as e:
                     out["rows"].append({"quantizer": qn, "bits": bits, "p": p, "error": str(e)})
                     log(f"seed {seed}: {qn} {bits}-bit P={p} failed: {e}")
@@ -108,32 +144,33 @@ def run_seed(seed: int, recipe: Recipe, ckpt_dir: Path | None, log) -> dict[str,
                 out["rows"].append(row)
                 log(f"seed {seed}: {qn} {bits}-bit P={p}: {ev['accuracy']:.4f} "
                     f"({time.time() - t0:.0f}s)")
-                if ckpt_dir is not None and seed == 0 and p in CHECKPOINT_P[bits]:
-                    _save(ckpt_dir, f"cnn_{qn}_n{bits}_p{p}_s0", res,
-                          _meta(qn, bits, p, prov, ev, res.oaq))
+                if ckpt_dir is not None and seed == 0 and p in study.checkpoint_p[bits]:
+                    _save(ckpt_dir, f"{prefix}_{qn}_n{bits}_p{p}_s0", res,
+                          _meta(qn, bits, p, prov, ev, res.oaq, model=study.model))
     return out
 
 
 def mlp_checkpoints(ckpt_dir: Path, recipe: Recipe, log, bits: int = 8, p: int = 16) -> None:
     """Seed-0 MLP checkpoints: float, baseline (P = 32) and every quantizer at N = M = bits, P."""
-    xtr, ytr, xte, yte = load_split()
+    xtr, ytr, xte, yte = DATASETS["digits"][0]()
     fmodel, facc = train_float("mlp", 0, recipe)
     prov = provenance(0, recipe)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     save_float(ckpt_dir / "mlp_float_s0.pt", "mlp", fmodel,
                {"provenance": prov, "accuracy": facc, "model": "mlp"})
     log(f"mlp float {facc:.4f}")
-    for qn, pp in (("baseline", 32),) + tuple((q, p) for q in QUANTIZERS):
+    for qn, pp in (("baseline", 32),) + tuple((q, p) for q in STUDIES["cnn"].quantizers):
         res = train_quant(fmodel, qn, _config(bits, pp), 0, recipe)
         ev = _evaluate(res.graph, xte, yte, bits, pp)
         _save(ckpt_dir, f"mlp_{qn}_n{bits}_p{pp}_s0", res,
-              {**_meta(qn, bits, pp, prov, ev, res.oaq), "model": "mlp"})
+              _meta(qn, bits, pp, prov, ev, res.oaq, model="mlp"))
         log(f"mlp {qn} {bits}-bit P={pp}: {ev['accuracy']:.4f}")
 
 
-def _meta(qn: str, bits: int, p: int, prov: dict, ev: dict, oaq: dict | None = None) -> dict:
+def _meta(qn: str, bits: int, p: int, prov: dict, ev: dict, oaq: dict | None = None,
+          model: str = "cnn") -> dict:
     cfg = _config(bits, p)
-    return {"model": "cnn", "quantizer": qn, "tile": False, "config": cfg.to_dict(),
+    return {"model": model, "quantizer": qn, "tile": False, "config": cfg.to_dict(),
             "provenance": prov, "accuracy": ev["accuracy"],
             "accuracy_saturate": ev["accuracy_saturate"], "min_safe_p": ev["min_safe_p"],
             "min_safe_q": ev["min_safe_q"], "layers": ev["layers"], "oaq": oaq}
@@ -141,31 +178,33 @@ def _meta(qn: str, bits: int, p: int, prov: dict, ev: dict, oaq: dict | None = N
 
 def table(rows_by_seed: list[dict[str, Any]]) -> str:
     """Markdown: accuracy mean ± std over seeds, and the baseline's overflow events per layer."""
+    study = STUDIES[rows_by_seed[0].get("study", "cnn")]
     floats = [r["float"] for r in rows_by_seed]
     groups: dict[tuple, list] = {}
     for r in rows_by_seed:
         for row in r["rows"]:
             groups.setdefault((row["bits"], row["p"], row["quantizer"]), []).append(row)
-    seeds = len(rows_by_seed)
-    lines = [f"Digits CNN, {seeds} seeds, test set of 360 images; integer inference with every "
-             f"conv/linear layer on the array (R = {ROWS}, Q = P, wrap).", "",
-             "| N = M | P | baseline | A2Q | A2Q+ | OAQ | baseline overflow events per layer "
-             "(PE / acc, seed mean) |", "|---|---|---|---|---|---|---|",
-             f"| float | - | {_ms(floats)} | | | | |"]
-    for bits, ps in ((8, (32,) + P_GRID[8]), (4, P_GRID[4])):
-        for p in ps:
+    names = ("baseline",) + study.quantizers
+    heads = " | ".join(QUANTIZER_TITLES.get(q, q) for q in names)
+    lines = [f"{study.title}, {len(rows_by_seed)} seeds, {study.test_set}; integer inference "
+             f"with every conv/linear layer on the array (R = {ROWS}, Q = P, wrap).", "",
+             f"| N = M | P | {heads} | baseline overflow events per layer (PE / acc, seed mean) |",
+             "|---|---|" + "---|" * len(names) + "---|",
+             f"| float | - | {_ms(floats)} |" + " |" * len(names)]
+    for bits, ps in study.p_grid.items():
+        for p in ((32,) if bits == 8 else ()) + ps:
             cells = []
-            for qn in ("baseline",) + QUANTIZERS:
+            for qn in names:
                 rows = groups.get((bits, p, qn), [])
                 ok = [x["accuracy"] for x in rows if "error" not in x]
                 fails = len(rows) - len(ok)
                 cells.append((_ms(ok) if ok else "-") + (f" ({fails} failed)" if fails else ""))
             base = groups.get((bits, p, "baseline"), [])
-            names = [lay["name"] for lay in base[0]["layers"]] if base else []
+            layers = [lay["name"] for lay in base[0]["layers"]] if base else []
             ev = ", ".join(
                 f"{n}: {np.mean([b['layers'][i]['pe_events'] for b in base]):.0f} / "
                 f"{np.mean([b['layers'][i]['acc_events'] for b in base]):.0f}"
-                for i, n in enumerate(names))
+                for i, n in enumerate(layers))
             lines.append(f"| {bits} | {p} | " + " | ".join(cells) + f" | {ev} |")
     return "\n".join(lines)
 
@@ -178,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--study", choices=sorted(STUDIES), default="cnn",
+                    help="which table: the digits CNN (default) or the Fashion-MNIST residual CNN")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     ap.add_argument("--out", type=Path, default=Path("out/quant_sweep"),
                     help="folder for seed<N>.json (default out/quant_sweep)")
@@ -196,13 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         print(table([json.loads(f.read_text()) for f in files]))
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
-    recipe = Recipe()
     if args.mlp:
         if args.checkpoints is None:
             ap.error("--mlp writes checkpoints: give --checkpoints DIR")
-        mlp_checkpoints(args.checkpoints, recipe, lambda m: print(m, flush=True))
+        mlp_checkpoints(args.checkpoints, Recipe(), lambda m: print(m, flush=True))
     for seed in args.seeds:
-        res = run_seed(seed, recipe, args.checkpoints, lambda m: print(m, flush=True))
+        res = run_seed(seed, args.checkpoints, lambda m: print(m, flush=True),
+                       STUDIES[args.study])
         (args.out / f"seed{seed}.json").write_text(json.dumps(res, indent=1) + "\n")
     return 0
 

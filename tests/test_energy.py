@@ -203,3 +203,76 @@ def test_cli_choice_lists_match_the_modules():
     from accel.cli.synth import SRAM_NODES_NM
     from rtl_gen.synth.cacti import NODES_NM
     assert ACC_MEMORY_NAMES == ACC_MEMORIES and SRAM_NODES_NM == NODES_NM
+
+
+def _conv_out(size, k, stride, pad, dil):
+    return (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+
+
+def _layer_gemms(graph, h, w):
+    """Slow reference: each layer's GEMMs from the geometry of a chain of nodes (conv: T = output
+    pixels, K = C_in/g x kernel, O = C_out/g, one job per group; max pooling shrinks the image;
+    linear: T = 1)."""
+    out = {}
+    for node in graph.nodes:
+        if node.op == "maxpool":
+            h = _conv_out(h, node.kernel[0], node.stride[0], node.padding[0], 1)
+            w = _conv_out(w, node.kernel[1], node.stride[1], node.padding[1], 1)
+        if node.op != "array":
+            continue
+        lay = node.layer
+        if lay.kind == "conv2d":
+            kh, kw = lay.kernel_size
+            h = _conv_out(h, kh, lay.stride[0], lay.padding[0], lay.dilation[0])
+            w = _conv_out(w, kw, lay.stride[1], lay.padding[1], lay.dilation[1])
+            g = lay.groups
+            out[lay.name] = [(h * w, lay.in_channels // g * kh * kw, lay.out_channels // g)] * g
+        else:
+            out[lay.name] = [(1, lay.in_channels, lay.out_channels)]
+    return out
+
+
+def test_cli_energy_of_a_model_is_its_layers_gemms(tmp_path, capsys, simple):
+    """``accel energy MODEL``: one inference = the sum of each layer's GEMM jobs, the shapes as
+    the nodes' geometry gives them."""
+    from accel.graph import load_graph
+    from sim.sweep.catalog import default_checkpoint_dir
+
+    ckpt = default_checkpoint_dir() / "cnn_a2q_n8_p16_s0.pt"
+    table = tmp_path / "simple.toml"
+    table.write_text(SIMPLE)
+    out = tmp_path / "e.json"
+    assert main(["energy", str(ckpt), "--pe-acc-bits", "16", "--table", str(table),
+                 "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "per layer: conv2" in text and "conv1" in text and "fc" in text   # largest first
+    data = json.loads(out.read_text())
+    want = _layer_gemms(load_graph(ckpt), 8, 8)
+    assert {n: la["gemms"] for n, la in data["layers"].items()} == {
+        n: [list(s) for s in v] for n, v in want.items()}
+    cfg = ArrayConfig(pe_acc_bits=16)
+    expect = energy_of_gemms(want, cfg, simple)
+    assert data["total_pj"] == pytest.approx(expect.total_pj)
+    assert data["total_pj"] == pytest.approx(sum(
+        energy_of_gemms({"one": [s]}, cfg, simple).total_pj for v in want.values() for s in v))
+    assert main(["energy", str(ckpt), "-T", "4"]) == 2
+    assert "give a MODEL or -T, -K and -O, not both" in capsys.readouterr().err
+
+
+def test_sweep_energy_column_equals_the_verb(tmp_path, capsys):
+    table = tmp_path / "simple.toml"
+    table.write_text(SIMPLE)
+    rows = tmp_path / "rows.json"
+    assert main(["sweep", "--model", "cnn", "--quantizer", "a2q", "--grid", "pe_acc_bits=16",
+                 "--energy", str(table), "--no-adversarial", "--workers", "1",
+                 "--db", str(tmp_path / "r.db"), "--export-json", str(rows)]) == 0
+    capsys.readouterr()
+    (row,) = json.loads(rows.read_text())
+    assert main(["energy", row["checkpoint"], "--pe-acc-bits", "16", "--table", str(table),
+                 "--json", str(tmp_path / "e.json")]) == 0
+    verb = json.loads((tmp_path / "e.json").read_text())
+    assert row["energy_pj"] == pytest.approx(verb["total_pj"]) and row["extra"]["energy_table"]["node_nm"] == 7
+    assert row["extra"]["energy_pj"] == pytest.approx(verb["energy_pj"])
+    assert main(["sweep", "--model", "gemm", "--energy", str(tmp_path / "none.toml"),
+                 "--db", str(tmp_path / "x.db")]) == 2
+    assert "energy table" in capsys.readouterr().err and not (tmp_path / "x.db").exists()

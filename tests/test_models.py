@@ -1,7 +1,11 @@
 """Reference models and committed checkpoints: reproducible accuracy, and no overflow for every
-A2Q / A2Q+ checkpoint at its P and at the Q its report gives (test set and adversarial inputs)."""
+A2Q / A2Q+ checkpoint at its P and at the Q its report gives (test set and adversarial inputs).
+
+Every checkpoint runs on its own dataset (``meta["dataset"]``: digits, or Fashion-MNIST for the
+residual CNN, whose overflow checks use the first :data:`FASHION_CHECK` test images)."""
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ from accel.golden import gemm
 from accel.layers import LayerError
 from accel.backends import GoldenBackend
 from accel.executor import simulate
+from accel.data import model_data
 from accel.graph import load_graph
 from models.digits import build_model, load_split
 from models.recipes import Recipe, float_accuracy, int_accuracy, load_float, train_float
@@ -21,6 +26,21 @@ CKPT = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 INT_CKPTS = sorted(p for p in CKPT.glob("*.pt") if "_float_" not in p.name)
 AWARE = [p for p in INT_CKPTS if "_a2q" in p.name]
 FLOATS = sorted(CKPT.glob("*_float_*.pt"))
+#: Fashion-MNIST test images the overflow checks run on (the accuracy checks use all 10,000).
+FASHION_CHECK = 2000
+
+
+@functools.lru_cache(maxsize=2)
+def _test_split(dataset: str | None) -> tuple[torch.Tensor, torch.Tensor]:
+    ds = model_data({"dataset": dataset})
+    return torch.from_numpy(ds.x), torch.from_numpy(ds.y)
+
+
+def checkpoint_data(meta: dict, limit: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split of a checkpoint's dataset (``limit``: Fashion-MNIST's first images only)."""
+    x, y = _test_split(meta.get("dataset"))
+    n = FASHION_CHECK if limit and meta.get("dataset") == "fashion-mnist" else len(y)
+    return x[:n], y[:n]
 
 
 @pytest.fixture(scope="module")
@@ -62,19 +82,19 @@ def test_checkpoints_are_committed():
 
 
 @pytest.mark.parametrize("path", FLOATS, ids=lambda p: p.name)
-def test_float_checkpoint_reproduces_its_accuracy(path, split):
+def test_float_checkpoint_reproduces_its_accuracy(path):
     model, meta = load_float(path)
     assert meta["provenance"]["seed"] == 0 and meta["provenance"]["threads"] == 1
-    assert float_accuracy(model, split[2], split[3]) == meta["accuracy"]
+    assert float_accuracy(model, *checkpoint_data(meta)) == meta["accuracy"]
 
 
 @pytest.mark.parametrize("path", INT_CKPTS, ids=lambda p: p.name)
-def test_int_checkpoint_reproduces_its_accuracy(path, split):
+def test_int_checkpoint_reproduces_its_accuracy(path):
     m = load_graph(path)
     meta = m.meta
     assert {"seed", "recipe", "torch", "threads"} <= set(meta["provenance"])
     cfg = ArrayConfig.from_dict(meta["config"])
-    acc, layers = int_accuracy(m, split[2], split[3], cfg)
+    acc, layers = int_accuracy(m, *checkpoint_data(meta), cfg)
     assert acc == meta["accuracy"]
     assert layers == meta["layers"]
     for lay in m.layers:                        # integers, scales, zero points and biases stored
@@ -90,14 +110,15 @@ def _adversarial(wk: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 @pytest.mark.parametrize("path", AWARE, ids=lambda p: p.name)
 @pytest.mark.parametrize("mode", ["wrap", "saturate"])
-def test_accumulator_aware_checkpoints_never_overflow(path, mode, split):
+def test_accumulator_aware_checkpoints_never_overflow(path, mode):
     m = load_graph(path)
+    x, y = checkpoint_data(m.meta, limit=True)
     cfg = dataclasses.replace(ArrayConfig.from_dict(m.meta["config"]), overflow=mode)
     q_report = m.meta["min_safe_q"]
     assert m.meta["min_safe_p"] <= cfg.pe_acc_bits
     for q in sorted({cfg.out_bits, q_report}):
         c = dataclasses.replace(cfg, out_acc_bits=max(q, cfg.pe_acc_bits))
-        res = simulate(m, [(split[2], split[3])], GoldenBackend(c))
+        res = simulate(m, [(x.numpy(), y.numpy())], GoldenBackend(c))
         assert all(s.pe_events == 0 and s.acc_events == 0 for s in res.layers), res.layers
         for lay in m.layers:
             wk = lay.weight.reshape(lay.out_channels, -1).T

@@ -24,7 +24,7 @@ def test_sweep_report_and_exports(tmp_path, capsys):
     assert main(["report", "--db", str(db), "-o", str(rep), "--export-json", str(tmp_path / "r.json"),
                  "--json", str(tmp_path / "rep.json")]) == 0
     text = capsys.readouterr().out
-    assert "gemm: " in text and f"wrote {rep / 'index.html'} and 4 plots" in text
+    assert "gemm: " in text and f"wrote {rep / 'index.html'} and 5 plots" in text
     data = json.loads((tmp_path / "rep.json").read_text())
     assert data["recommendations"][0]["model"] == "gemm"
     assert [r["pe_acc_bits"] for r in json.loads((tmp_path / "r.json").read_text())] == [16, 20]

@@ -22,6 +22,7 @@ from sim.sweep.executors import DaskExecutor, LocalExecutor, make_executor
 from sim.sweep.grid import expand
 from accel.progress import Progress
 from sim.sweep.run import run_sweep, spread_configs
+from procs import workers
 from sim.sweep.spec import KEY_FIELDS, PointSpec
 from sim.sweep.store import ResultStore
 from test_sweep_grid import make_checkpoints
@@ -169,21 +170,6 @@ def test_dask_executor_gives_the_same_rows(tmp_path):
     assert same_rows(local.rows(), dask.rows())
 
 
-def _children(pid):
-    """Worker processes of a sweep (spawned interpreters whose parent is ``pid``)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                cmd = (d / "cmdline").read_bytes()
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid and b"spawn_main" in cmd:
-                out.append(int(d.name))
-    return out
-
-
 def _sweep_cmd(db):
     return [sys.executable, "-m", "accel", "sweep", "--model", "gemm", "--rows", "4", "--cols", "4",
             "--grid", "pe_acc_bits=16,17,18,19,20,21,22,23", "--gemm", "t=2048", "--gemm", "k=256",
@@ -205,9 +191,9 @@ def test_killed_worker_then_rerun_completes_without_duplicates(tmp_path):
     deadline = time.monotonic() + 120
     while _rows_in(db) < 1 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    workers = _children(proc.pid)
-    assert workers, "no worker process found"
-    os.kill(workers[0], signal.SIGKILL)                       # a worker dies mid-sweep
+    pids = workers(proc.pid)
+    assert pids, "no worker process found"
+    os.kill(pids[0], signal.SIGKILL)                       # a worker dies mid-sweep
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err
     assert "lost" in out and "run the same command again to resume" in out

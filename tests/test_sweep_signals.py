@@ -17,6 +17,7 @@ import pytest
 from sim.sweep.executors import LocalExecutor
 from sim.sweep.run import run_sweep
 from sim.sweep.store import ResultStore
+from procs import workers
 from test_sweep_run import gemm_points
 
 #: About 1-3 s per point on one core.
@@ -30,22 +31,6 @@ def sweep(db: Path, ps: str, *extra: str) -> subprocess.Popen:
                              f"pe_acc_bits={ps}", "--db", str(db), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=db.parent)
-
-
-def workers(pid: int) -> list[int]:
-    """Pids of the multiprocessing worker processes whose parent is ``pid``."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (d / "cmdline").read_bytes()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid and b"spawn_main" in cmd:
-            out.append(int(d.name))
-    return out
 
 
 def alive(pid: int) -> bool:

@@ -136,3 +136,26 @@ def test_bad_files_give_clear_errors(tmp_path):
     db.close()
     with pytest.raises(SweepError, match=f"layout version 0; this accel-hw writes version {STORE_VERSION}"):
         ResultStore(old)
+
+
+def test_a_version_1_store_gains_the_energy_columns(tmp_path):
+    """A store written before the energy columns keeps its rows and takes new ones; a point that
+    asks for energy is not finished until its row has it (or could not run)."""
+    path = tmp_path / "old.db"
+    ResultStore(path).add(row_of(spec(p=16), accuracy=0.5))
+    db = sqlite3.connect(path)
+    for col in ("energy_pj", "pj_per_mac"):
+        db.execute(f"ALTER TABLE points DROP COLUMN {col}")
+    db.execute("UPDATE meta SET value = '1' WHERE name = 'store_version'")
+    db.commit()
+    db.close()
+    store = ResultStore(path)
+    assert store.rows()[0]["accuracy"] == 0.5 and store.rows()[0]["energy_pj"] is None
+    wants = PointSpec(config=ArrayConfig(rows=4, cols=4, pe_acc_bits=16), model="gemm",
+                      checkpoint_hash="abc", energy="default")
+    assert store.finished(spec(p=16)) and not store.finished(wants)
+    store.add(row_of(spec(p=16), energy_pj=12.5))                   # filled in by a later run
+    assert store.rows()[0]["energy_pj"] == 12.5 and store.finished(wants)
+    (version,) = sqlite3.connect(path).execute(
+        "SELECT value FROM meta WHERE name = 'store_version'").fetchone()
+    assert int(version) == STORE_VERSION

@@ -78,22 +78,14 @@ def model_from_args(args: argparse.Namespace) -> Any:
 def data_from_args(args: argparse.Namespace, model: Any) -> Any:
     """The :class:`accel.data.Dataset` of ``--data`` (default: the model's dataset), preprocessed
     as the flags say, else as the model's metadata says."""
-    from accel.data import load_data
+    from accel.data import PREPROCESSING, model_data
 
     for name in ("batch", "limit"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ValueError(f"--{name} must be at least 1, not {v}")
-    meta = model.graph.meta
-    spec = args.data or meta.get("dataset") or "digits"
-    # the model's own preprocessing goes with its own dataset; other data is taken as given
-    pre = dict(meta.get("input") or {}) if spec == meta.get("dataset") else {}
-    for key in ("scale", "mean", "std", "layout"):
-        if getattr(args, key) is not None:
-            pre[key] = getattr(args, key)
-    return load_data(spec, split=args.split, seed=args.seed, labels=args.labels,
-                     scale=pre.get("scale"), mean=pre.get("mean"), std=pre.get("std"),
-                     layout=pre.get("layout", "nchw"))
+    return model_data(model.graph.meta, args.data, split=args.split, seed=args.seed,
+                      labels=args.labels, **{k: getattr(args, k) for k in PREPROCESSING})
 
 
 def batches(data: Any, batch: int, limit: int | None) -> tuple[Any, int]:

@@ -78,10 +78,18 @@ def sweep_table(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         table["checkpoint_p"] = vals[0] if len(vals) == 1 and isinstance(vals[0], str) else vals
     if args.synth:
         table["synth"] = args.synth
+    if args.energy is not None:
+        table["energy"] = True if args.energy == "default" else args.energy
     if args.no_adversarial:
         table["adversarial"] = False
     if args.checkpoints:
         table["checkpoints"] = args.checkpoints
+    if args.data or args.labels or args.limit is not None:
+        data = table.get("data", {})
+        data = dict({"path": data} if isinstance(data, str) else data)
+        data.update({k: v for k, v in (("path", args.data), ("labels", args.labels),
+                                        ("limit", args.limit)) if v is not None})
+        table["data"] = data
     array = dict(table.get("array", {}))
     if args.config:           # the file's own fields (an unset Q stays unset: Q = P per point)
         loaded = dataclasses.asdict(ArrayConfig.load(args.config))
@@ -113,23 +121,32 @@ class Sweep(Verb):
   accel sweep --model cnn --quantizer a2q --quantizer a2q+ --checkpoint-p all --grid pe_acc_bits=16,17,18,20
   accel sweep --model cnn --quantizer a2q --checkpoint-p 20 --grid pe_acc_bits=16,17,18,19,20
       # ^ one checkpoint on narrower accumulators
-  accel sweep sweep.toml --synth generic --csv results.csv
+  accel sweep --model mynet.onnx --data test.npz --grid pe_acc_bits=14,16,18,20
+      # ^ your own quantized model file on your data
+  accel sweep sweep.toml --synth sky130 --energy --csv results.csv
   accel sweep sweep.toml --executor dask --scheduler tcp://head-node:8786
   accel sweep sweep.toml --dry-run        # list the points, run nothing
   accel sweep --list                      # which checkpoints exist (model, quantizer, N, M, P)
 
 A killed sweep resumes: run the same command again; finished points are skipped.
-Sweep file format: see sim/sweep/grid.py (models, quantizers, checkpoint_p, [array], [grid],
-[[points]], [gemm]); flags override the file.
+Sweep file format: see sim/sweep/grid.py (models, quantizers, checkpoint_p, data, [array],
+[grid], [[points]], [gemm]); flags override the file.
 """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("sweep", nargs="?", metavar="SWEEP.toml",
                             help="sweep definition file (optional; flags override it)")
         g = parser.add_argument_group("what to sweep")
-        g.add_argument("--model", action="append", metavar="NAME",
-                       help="model to run (repeatable): gemm, or a checkpointed model such as "
-                            "cnn or mlp (the shipped digits checkpoints)")
+        g.add_argument("--model", action="append", metavar="NAME|FILE",
+                       help="model to run (repeatable): gemm, a checkpointed model such as "
+                            "cnn or mlp (the shipped digits checkpoints), or a model file any "
+                            "front end reads (integer-graph .pt, quantized ONNX, ...)")
+        g.add_argument("--data", metavar="DATA",
+                       help="data the models run on: a built-in dataset (digits, fashion-mnist, "
+                            "random-cifar) or a file (.npz, .npy, IDX, folder of class folders); "
+                            "default: each model's own dataset")
+        g.add_argument("--labels", metavar="FILE", help="labels of a .npy or IDX --data")
+        g.add_argument("--limit", type=int, metavar="N", help="first N samples of the data only")
         g.add_argument("--quantizer", action="append", metavar="NAME",
                        help="quantizer (repeatable; default: every one with checkpoints)")
         g.add_argument("--checkpoint-p", action="append", metavar="match|all|P",
@@ -145,6 +162,10 @@ Sweep file format: see sim/sweep/grid.py (models, quantizers, checkpoint_p, [arr
         g.add_argument("--synth", metavar="TARGET",
                        help="also synthesise each configuration for its area (generic, sky130 µm², ice40, ecp5, "
                             "xilinx; cached)")
+        g.add_argument("--energy", nargs="?", const="default", metavar="TABLE",
+                       help="also price one inference's dynamic energy (pJ) from exact action "
+                            "counts: the 45 nm table, or TABLE (TOML of your technology; see "
+                            "accel energy --help)")
         g.add_argument("--checkpoints", metavar="DIR",
                        help="checkpoint folder (default: the shipped models/checkpoints)")
         r = parser.add_argument_group("how to run")

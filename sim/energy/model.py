@@ -31,6 +31,9 @@ __all__ = ["ACC_MEMORIES", "CATEGORIES", "GemmShape", "ActionEnergies", "LayerEn
 #: Energy categories, in report order.
 CATEGORIES = ("compute", "pe_registers", "accumulator", "weight_load", "fifo")
 
+#: Layers named in :meth:`EnergyReport.summary` (the most expensive first).
+LAYERS_SHOWN = 6
+
 #: Accumulator memory pricing: from the table (``table``), CACTI SRAM, or flip-flop registers.
 ACC_MEMORIES = ("table", "sram", "registers")
 
@@ -238,6 +241,12 @@ class EnergyReport:
             lines.append(f"  {c:<13} {e[c]:>14,.1f} pJ  {share:5.1f} %")
         lines.append(f"  {'total':<13} {total:>14,.1f} pJ"
                      + (f"  ({self.pj_per_mac:.4f} pJ per MAC)" if self.pj_per_mac else ""))
+        if len(self.layers) > 1:
+            top = sorted(self.layers.values(), key=lambda la: -la.total_pj)[:LAYERS_SHOWN]
+            head = "per layer" if len(self.layers) <= LAYERS_SHOWN else f"top {LAYERS_SHOWN} layers"
+            lines.append(f"  {head}: " + ", ".join(
+                f"{la.name} {la.total_pj:,.0f} pJ ({100 * la.total_pj / total if total else 0:.0f} %)"
+                for la in top))
         flagged = [n for n in ("mult", "add_p", "add_q")
                    if getattr(self.energies, n).extrapolated]
         if flagged:

@@ -1,9 +1,15 @@
-"""What a sweep can run: the built-in ``gemm`` workload and the integer-model checkpoints on disk.
+"""What a sweep can run: the built-in ``gemm`` workload, the integer-model checkpoints on disk and
+model files named explicitly.
 
 A checkpoint (an integer graph, :meth:`accel.graph.Graph.save`) says in its metadata
 which model and quantizer made it and for which N, M and P it was trained; the catalog reads only
 that metadata, once, and answers the sweep's questions: which models and quantizers exist, and
 which checkpoint serves a configuration (the one trained for its P, or fixed ones).
+
+A model file (:meth:`Catalog.add_file`: any format :func:`accel.frontends.load_model` reads, such
+as a quantized ONNX or PyTorch model) joins under its file's stem (or the ``model`` of its meta);
+its quantizer is the front end that read it unless its meta names one, and a model not trained
+for a P (:data:`~sim.sweep.spec.NO_TARGET_P`) serves every array.
 """
 
 from __future__ import annotations
@@ -14,8 +20,8 @@ from typing import Any
 
 from accel.config import ArrayConfig
 from accel.operands import DISTRIBUTIONS
-from sim.sweep.errors import SweepError
-from sim.sweep.spec import digest
+from sim.sweep.errors import SweepError, check_table
+from sim.sweep.spec import NO_TARGET_P, digest
 
 __all__ = ["GEMM_MODEL", "GEMM_DEFAULTS", "Checkpoint", "Catalog", "gemm_options",
            "default_checkpoint_dir", "checkpoint_info"]
@@ -29,12 +35,7 @@ GEMM_DEFAULTS: dict[str, Any] = {"t": 64, "k": 128, "o": 32, "dist": "uniform", 
 
 def gemm_options(d: Any, source: str) -> dict[str, Any]:
     """Check a ``[gemm]`` table and fill defaults (:data:`GEMM_DEFAULTS`)."""
-    if not isinstance(d, dict):
-        raise SweepError(f"{source} [gemm] must be a table, not {d!r}")
-    bad = sorted(set(d) - set(GEMM_DEFAULTS))
-    if bad:
-        raise SweepError(f"{source} [gemm]: unknown key(s) {', '.join(bad)}; valid keys are "
-                         f"{', '.join(GEMM_DEFAULTS)}")
+    check_table(d, GEMM_DEFAULTS, f"{source} [gemm]", "a table")
     out = {**GEMM_DEFAULTS, **d}
     for k in ("t", "k", "o"):
         v = out[k]
@@ -61,8 +62,10 @@ def default_checkpoint_dir() -> Path:
 class Checkpoint:
     """One integer-model checkpoint file and what its metadata says about it.
 
-    ``target_p`` is the P (bits) the model was trained for; accuracies are shares in 0..1 as
-    recorded by the recipe (``None`` when absent).
+    ``target_p`` is the P (bits) the model was trained for (:data:`NO_TARGET_P`: none, it serves
+    every P); accuracies are shares in 0..1 as recorded by the recipe (``None`` when absent);
+    ``format`` is the front end that reads the file (None: an integer-graph checkpoint);
+    ``dataset`` the model's own data as its meta records it (None: not recorded).
     """
 
     path: Path
@@ -73,6 +76,8 @@ class Checkpoint:
     weight_bits: int
     target_p: int
     float_accuracy: float | None = None
+    format: str | None = None
+    dataset: str | None = None
 
 
 def checkpoint_info(path: Path) -> Checkpoint | tuple[str, float]:
@@ -116,7 +121,8 @@ def checkpoint_info(path: Path) -> Checkpoint | tuple[str, float]:
     fa = meta.get("float_accuracy")
     return Checkpoint(path=path, hash=digest(path.read_bytes()), model=model, quantizer=quantizer,
                       act_bits=act_bits, weight_bits=weight_bits, target_p=target_p,
-                      float_accuracy=None if fa is None else float(fa))
+                      float_accuracy=None if fa is None else float(fa),
+                      dataset=meta.get("dataset"))
 
 
 class Catalog:
@@ -161,6 +167,40 @@ class Catalog:
                                                        c.weight_bits, c.target_p, str(c.path)))
         return self._items
 
+    def add_file(self, path: str | Path, format: str | None = None) -> Checkpoint:
+        """Add one model file (any front end's format) and return its entry.
+
+        Its model name is its meta's ``model``, else the file's stem; its quantizer the meta's
+        ``quantizer``, else the format; N and M the widest input codes and weights of its array
+        layers; its target P the meta's ``config.pe_acc_bits``, else :data:`NO_TARGET_P`.
+        """
+        from accel.frontends import detect_format, load_model
+        from accel.layers import LayerError
+
+        path = Path(path)
+        try:
+            fmt = format or detect_format(path)
+            graph = load_model(path, fmt).graph
+        except LayerError as e:
+            raise SweepError(str(e)) from None
+        meta, layers = graph.meta, graph.layers
+        if not layers:
+            raise SweepError(f"model {path} has no conv or linear layer for the array to run")
+        cfg = meta.get("config") or {}
+        fa = meta.get("float_accuracy")
+        item = Checkpoint(path=path, hash=digest(path.read_bytes()),
+                          model=str(meta.get("model") or path.stem),
+                          quantizer=str(meta.get("quantizer") or fmt),
+                          act_bits=max(lay.act_bits for lay in layers),
+                          weight_bits=max(lay.weight_bits for lay in layers),
+                          target_p=int(cfg.get("pe_acc_bits", NO_TARGET_P)),
+                          float_accuracy=None if fa is None else float(fa),
+                          format=None if fmt == "graph" else fmt, dataset=meta.get("dataset"))
+        items = self.checkpoints
+        if not any(c.path == item.path or c.hash == item.hash for c in items):
+            items.append(item)
+        return next(c for c in items if c.path == item.path or c.hash == item.hash)
+
     def models(self) -> list[str]:
         """Model names: ``gemm`` and those of the checkpoints."""
         return [GEMM_MODEL] + sorted({c.model for c in self.checkpoints})
@@ -168,7 +208,8 @@ class Catalog:
     def check_model(self, model: str, source: str) -> None:
         if model != GEMM_MODEL and model not in self.models():
             raise SweepError(f"{source}: unknown model {model!r}; known models are "
-                             f"{', '.join(self.models())} (checkpoints in {self.directory})")
+                             f"{', '.join(self.models())} (checkpoints in {self.directory}), or "
+                             "give a model file's path")
 
     def quantizers(self, model: str) -> list[str]:
         return sorted({c.quantizer for c in self.checkpoints if c.model == model})
@@ -197,6 +238,9 @@ class Catalog:
         else:
             wanted = list(selector)
         out = []
+        fixed = [c for c in cands if c.target_p == NO_TARGET_P]   # serve every P
+        if fixed:
+            return fixed
         for p in wanted:
             hit = [c for c in cands if c.target_p == p]
             if not hit and selector == "match" and missing is not None:

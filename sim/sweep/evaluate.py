@@ -3,13 +3,16 @@
 This is the only function a sweep's workers run. It calls the other parts' public APIs:
 
 * values and overflow events: :func:`accel.golden.gemm` (``gemm`` workload) or the executor's
-  :func:`accel.executor.simulate` with the golden back end (a checkpoint on the digits test
-  split; the same call ``accel simulate`` makes);
+  :func:`accel.executor.simulate` with the golden back end (a checkpoint or model file, read by
+  its front end, on its data: :func:`accel.data.model_data`, the model's own dataset's test split
+  unless the sweep names data; the same calls ``accel simulate`` makes);
 * adversarial inputs per layer: :func:`sim.sweep.adversarial.adversarial_codes` through the
   golden model at the point's P, Q, R and overflow mode;
 * cycles and utilisation of one inference: :func:`sim.cycles.gemm_cycles` per GEMM (closed form
   from the canonical schedule and the RTL's timing numbers);
-* area: :func:`rtl_gen.synth.flow.synthesize` of the whole array (cached on disk by the synth flow).
+* area: :func:`rtl_gen.synth.flow.synthesize` of the whole array (cached on disk by the synth flow);
+* energy of one inference: :func:`sim.energy.energy_of_gemms` of the same GEMMs (exact action
+  counts x a per-action energy table).
 
 ``sim``, ``rtl_gen`` and ``models`` are imported inside the functions that need them, as the CLI
 verbs do: ``accel`` itself never depends on them at import time.
@@ -18,6 +21,8 @@ verbs do: ``accel`` itself never depends on them at import time.
 from __future__ import annotations
 
 import datetime
+import functools
+import json
 import platform
 import socket
 import sys
@@ -31,7 +36,7 @@ from accel.arith import GemmResult
 from accel.golden import gemm
 from sim.sweep.adversarial import adversarial_codes
 from sim.sweep.catalog import GEMM_MODEL
-from sim.sweep.spec import KEY_FIELDS, PointSpec
+from sim.sweep.spec import DEFAULT_ENERGY, KEY_FIELDS, PointSpec
 
 __all__ = ["evaluate_point", "infeasible", "synth_targets", "SYNTH_BLOCK"]
 
@@ -71,6 +76,11 @@ def evaluate_point(spec: PointSpec) -> dict[str, Any]:
     for col in ("pe_events", "acc_events", "adv_pe_events", "adv_acc_events"):
         vals = [lay[col] for lay in layers if lay.get(col) is not None]
         row[col] = sum(vals) if layers and len(vals) == len(layers) else None
+    gemms = row.pop("gemms", None)          # of one inference, per layer; None: infeasible
+    if gemms is not None:
+        row.update(_cycles([g for shapes in gemms.values() for g in shapes], config))
+        if spec.energy is not None:
+            row.update(_energy(gemms, config, spec.energy, row["extra"]))
     versions = _versions()
     if spec.synth is not None:
         row.update(_synthesize(config, spec.synth, versions))
@@ -93,20 +103,19 @@ def _evaluate_gemm(spec: PointSpec) -> dict[str, Any]:
     layer = _layer_events("gemm", res)
     if spec.adversarial:
         layer.update(_adversarial_events([(w, b)], cfg.lane_range, cfg))
-    cyc = _cycles([(opt["t"], opt["k"], opt["o"])], cfg)
     return {"accuracy": float(np.mean(res.y == exact)), "float_accuracy": 1.0,
             "samples": int(res.y.size), "affected_share": layer["affected"] / max(1, res.y.size),
-            "layers": [layer], **cyc, "extra": {"workload": opt}}
+            "layers": [layer], "gemms": {"gemm": [(opt["t"], opt["k"], opt["o"])]},
+            "extra": {"workload": opt}}
 
 
 def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
     from accel.backends import GoldenBackend
     from accel.executor import simulate
-    from accel.graph import load_graph
-    from models.digits import load_split
+    from accel.frontends import load_model
 
-    cfg = spec.config
-    graph = load_graph(spec.checkpoint)
+    cfg, opt = spec.config, spec.options
+    graph = load_model(spec.checkpoint, opt.get("format") or "graph").graph
     meta = graph.meta
     float_acc = spec.options.get("float_accuracy", meta.get("float_accuracy"))
     reason = infeasible(graph.layers, cfg)
@@ -114,10 +123,10 @@ def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
         return {"accuracy": None, "float_accuracy": None if float_acc is None else float(float_acc),
                 "layers": [],
                 "note": reason, "extra": {"recorded_accuracy": meta.get("accuracy")}}
-    _, _, x_test, y_test = load_split()
-    res = simulate(graph, [(x_test.numpy(), y_test.numpy())], GoldenBackend(cfg))
+    x, y = _data(meta, spec.split, opt)
+    res = simulate(graph, [(x, y)], GoldenBackend(cfg))
     samples = res.samples
-    layers, shapes = [], []
+    layers = []
     for stats, node in zip(res.layers, graph.array_nodes):
         lay = node.layer
         entry = {"name": stats.name, "kind": lay.kind, "outputs": stats.outputs,
@@ -126,15 +135,41 @@ def _evaluate_model(spec: PointSpec) -> dict[str, Any]:
         if spec.adversarial:           # over the codes the layer's input edge can carry
             t = graph.types[node.inputs[0]]
             entry.update(_adversarial_events(_gemm_operands(lay), (t.lo, t.hi), cfg))
-        # one inference: T / samples vectors per GEMM, one GEMM per group
-        shapes += [(stats.t // samples, stats.k, stats.o)] * stats.layer_groups
         layers.append(entry)
     outputs = sum(s.outputs for s in res.layers)
     return {"accuracy": res.accuracy, "float_accuracy": None if float_acc is None else float(float_acc),
             "samples": samples,
             "affected_share": sum(s.affected_outputs for s in res.layers) / max(1, outputs),
-            "layers": layers, **_cycles(shapes, cfg),
+            "layers": layers, "gemms": res.inference_gemms(),
             "extra": {"recorded_accuracy": meta.get("accuracy")}}
+
+
+#: Point options that say which data a model runs on (``sim.sweep.grid``'s ``data`` key).
+DATA_OPTIONS = ("data", "labels", "limit", "scale", "mean", "std", "layout")
+
+
+def _data(meta: dict[str, Any], split: str, options: dict[str, Any]
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs and labels a model's points run on (:func:`accel.data.model_data` of the
+    model's meta and the point's data options), cached per worker process."""
+    mine = {"dataset": meta.get("dataset"), "input": meta.get("input")}
+    return _cached_data(json.dumps(mine, sort_keys=True), split,
+                        json.dumps({k: v for k, v in options.items() if k in DATA_OPTIONS},
+                                   sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_data(meta: str, split: str, options: str) -> tuple[np.ndarray, np.ndarray]:
+    from accel.data import model_data
+
+    opt = json.loads(options)
+    limit = opt.pop("limit", None)
+    ds = model_data(json.loads(meta), opt.pop("data", None), split=split,
+                    labels=opt.pop("labels", None), **opt)
+    if ds.y is None:
+        raise ValueError(f"data {ds.name} has no labels; a sweep measures accuracy")
+    n = len(ds) if limit is None else min(limit, len(ds))
+    return ds.x[:n], ds.y[:n]
 
 
 def infeasible(layers: list[Any], config: ArrayConfig) -> str | None:
@@ -200,6 +235,18 @@ def _cycles(shapes: list[tuple[int, int, int]], config: ArrayConfig) -> dict[str
     macs = sum(j.macs for j in jobs)
     return {"cycles": cycles, "macs": macs,
             "utilisation": macs / (cycles * config.rows * config.cols) if cycles else None}
+
+
+def _energy(gemms: dict[str, list[tuple[int, int, int]]], config: ArrayConfig, table: str,
+            extra: dict[str, Any]) -> dict[str, Any]:
+    """Dynamic energy of one inference (:func:`sim.energy.energy_of_gemms`) with ``table`` (a
+    TOML path, or ``"default"``: the 45 nm table); the split by component goes into ``extra``."""
+    from sim.energy import energy_of_gemms, load_table
+
+    rep = energy_of_gemms(gemms, config, load_table(None if table == DEFAULT_ENERGY else table))
+    extra["energy_pj"] = rep.energy_pj
+    extra["energy_table"] = {"name": rep.table.name, "node_nm": rep.table.node_nm}
+    return {"energy_pj": rep.total_pj, "pj_per_mac": rep.pj_per_mac}
 
 
 def _synthesize(config: ArrayConfig, target: str, versions: dict[str, str]) -> dict[str, Any]:

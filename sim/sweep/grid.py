@@ -4,7 +4,8 @@ Everything is checked here, before any point runs: TOML syntax, unknown keys, va
 configuration (``ArrayConfig`` validation), model and quantizer names, and that the checkpoints
 asked for exist. A sweep file::
 
-    models = ["cnn", "mlp"]                 # required; "gemm" is a random GEMM workload
+    models = ["cnn", "mlp"]                 # required; "gemm" is a random GEMM workload; a
+                                            # path runs that model file (ONNX, PyTorch, ...)
     quantizers = ["a2q", "a2q+"]            # default: every quantizer with checkpoints
     checkpoint_p = "match"                  # "match": the checkpoint trained for the array's P
                                             # (a model retrained per P); an int or a list of ints:
@@ -12,7 +13,12 @@ asked for exist. A sweep file::
                                             # narrower arrays); "all": every checkpoint
     adversarial = true                      # also count overflow on adversarial inputs
     synth = "generic"                       # optional synthesis target for the area columns
+    energy = true                           # energy of one inference (45 nm table), or a path:
+                                            # your technology's table (sim.energy.load_table)
     checkpoints = "path/to/dir"             # optional checkpoint folder (default: the shipped ones)
+    data = "fashion-mnist"                  # data of the models (default: each model's own);
+                                            # or a table: path, labels, limit, scale, mean, std,
+                                            # layout (accel.data.load_data)
 
     [array]                                 # fixed ArrayConfig fields
     rows = 4
@@ -42,9 +48,9 @@ from pathlib import Path
 from typing import Any
 
 from accel.config import ArrayConfig, ConfigError
-from sim.sweep.catalog import GEMM_MODEL, Catalog, gemm_options
-from sim.sweep.errors import SweepError
-from sim.sweep.spec import PointSpec
+from sim.sweep.catalog import GEMM_MODEL, Catalog, Checkpoint, gemm_options
+from sim.sweep.errors import SweepError, check_table
+from sim.sweep.spec import DEFAULT_ENERGY, PointSpec, digest
 
 __all__ = ["load_sweep", "expand", "SWEEP_KEYS"]
 
@@ -55,8 +61,11 @@ SWEEP_KEYS = {
     "checkpoint_p": '"match", "all", an integer or a list of integers',
     "adversarial": "true or false",
     "synth": "a synthesis target name",
+    "energy": "true, false or an energy table path (TOML)",
     "checkpoints": "a checkpoint folder path",
     "split": 'a dataset split ("test")',
+    "data": "a built-in dataset name or file path, or a table of path, labels, limit, scale, "
+            "mean, std, layout",
     "array": "a table of ArrayConfig fields",
     "grid": "a table of ArrayConfig fields, each a list of values",
     "points": "an array of tables of ArrayConfig fields",
@@ -64,6 +73,10 @@ SWEEP_KEYS = {
 }
 SPLITS = ("test",)
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(ArrayConfig))
+#: Keys of a ``[data]`` table and their types.
+DATA_KEYS: dict[str, tuple[type, ...]] = {"path": (str,), "labels": (str,), "limit": (int,),
+                                          "scale": (int, float), "mean": (int, float, list),
+                                          "std": (int, float, list), "layout": (str,)}
 
 
 def load_sweep(path: str | Path) -> dict[str, Any]:
@@ -114,6 +127,7 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
     synth = table.get("synth")
     if synth is not None:
         synth = _check_synth(synth, source)
+    energy = _check_energy(table.get("energy", False), source)
     split = table.get("split", "test")
     if split not in SPLITS:
         raise SweepError(f"{source}: split must be one of {', '.join(map(repr, SPLITS))}, not {split!r}")
@@ -128,13 +142,25 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
     if "gemm" in table and GEMM_MODEL not in models:
         raise SweepError(f"{source}: a [gemm] table is given but models does not list {GEMM_MODEL!r}")
 
+    data = _data_options(table.get("data"), source)
     points: list[PointSpec] = []
     missing: list[tuple[str, str, int, str]] = []
     skipped: dict[tuple[str, str, int, int, str], list[int]] = {}
     for model in models:
+        if _is_file(model):
+            ck = _model_file(model, catalog, data, source)
+            options = {"float_accuracy": ck.float_accuracy, "format": ck.format, **data}
+            points += [PointSpec(config=config, model=ck.model, quantizer=ck.quantizer,
+                                 target_p=ck.target_p, checkpoint=str(ck.path),
+                                 checkpoint_hash=_workload_hash(ck, data), options=options,
+                                 adversarial=adversarial, synth=synth, energy=energy,
+                                 split=split)
+                       for config in configs]
+            continue
         catalog.check_model(model, source)
         for config in configs:
             common = dict(config=config, model=model, adversarial=adversarial, synth=synth,
+                          energy=energy,
                           split=split)
             if model == GEMM_MODEL:
                 if quantizers not in (None, ["none"]):
@@ -144,14 +170,15 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
                 points.append(PointSpec(quantizer="none", checkpoint_hash=catalog.gemm_hash(gemm),
                                         options=gemm, **common))
                 continue
-            reference = {"float_accuracy": catalog.float_accuracy(model)}
+            reference = {"float_accuracy": catalog.float_accuracy(model), **data}
             for quantizer in quantizers or catalog.quantizers(model):
                 before = len(missing)
                 for ck in catalog.select(model, quantizer, config, selector, source,
                                          None if notes is None else missing):
                     points.append(PointSpec(quantizer=quantizer, target_p=ck.target_p,
-                                            checkpoint=str(ck.path), checkpoint_hash=ck.hash,
-                                            options=reference, **common))
+                                            checkpoint=str(ck.path),
+                                            checkpoint_hash=_workload_hash(ck, data),
+                                            options={**reference, "format": ck.format}, **common))
                 for _, _, p, have in missing[before:]:
                     key = (model, quantizer, config.act_bits, config.weight_bits, have)
                     skipped.setdefault(key, []).append(p)
@@ -174,6 +201,53 @@ def expand(table: dict[str, Any], catalog: Catalog | None = None, source: str = 
     return unique
 
 
+def _workload_hash(ck: Checkpoint, data: dict[str, Any]) -> str:
+    """The point's ``checkpoint_hash``: the file's, or with the data named, of both (the same
+    model on other data is another workload in the store)."""
+    return digest({"checkpoint": ck.hash, **data}) if data else ck.hash
+
+
+def _is_file(model: str) -> bool:
+    """Whether a ``models`` entry names a model file rather than a catalog model."""
+    from accel.frontends import SUFFIXES
+
+    return "/" in model or Path(model).suffix.lower() in SUFFIXES or Path(model).is_file()
+
+
+def _model_file(model: str, catalog: Catalog, data: dict[str, Any], source: str) -> Checkpoint:
+    ck = catalog.add_file(model)
+    if ck.format is not None and ck.dataset is None and "data" not in data:
+        raise SweepError(f"{source}: model {model} does not record its dataset; give data "
+                         "(a built-in dataset name or a file: data = \"PATH\" in the sweep "
+                         "file, --data PATH on the command line)")
+    return ck
+
+
+def _data_options(v: Any, source: str) -> dict[str, Any]:
+    """The point options of the ``data`` key (``data``, ``labels``, ``limit``, preprocessing),
+    checked: a built-in name or an existing file, values of the right types."""
+    from accel.data import BUILTIN
+
+    if v is None:
+        return {}
+    d = check_table({"path": v} if isinstance(v, str) else v, DATA_KEYS, f"{source} data",
+                    SWEEP_KEYS["data"], "data key")
+    for key, val in d.items():
+        if not isinstance(val, DATA_KEYS[key]) or isinstance(val, bool):
+            raise SweepError(f"{source}: data {key} has the wrong type ({val!r})")
+    if "path" not in d and set(d) - {"limit"}:
+        raise SweepError(f"{source}: data names no path; {', '.join(sorted(set(d) - {'limit'}))} "
+                         "need one (a built-in dataset or a file)")
+    if "path" in d and d["path"] not in BUILTIN and not Path(d["path"]).exists():
+        raise SweepError(f"{source}: data {d['path']} is neither a built-in dataset "
+                         f"({', '.join(BUILTIN)}) nor an existing file")
+    if "labels" in d and not Path(d["labels"]).is_file():
+        raise SweepError(f"{source}: data labels {d['labels']} does not exist")
+    if "limit" in d and d["limit"] < 1:
+        raise SweepError(f"{source}: data limit must be at least 1, not {d['limit']}")
+    return {("data" if k == "path" else k): val for k, val in d.items()}
+
+
 def _str_list(table: dict[str, Any], key: str, source: str, required: bool = False) -> list[str]:
     if key not in table:
         if required:
@@ -184,6 +258,25 @@ def _str_list(table: dict[str, Any], key: str, source: str, required: bool = Fal
         v = [v]
     if not isinstance(v, list) or not v or not all(isinstance(s, str) for s in v):
         raise SweepError(f"{source}: {key} must be {SWEEP_KEYS[key]}, not {v!r}")
+    return v
+
+
+def _check_energy(v: Any, source: str) -> str | None:
+    """``PointSpec.energy`` of the ``energy`` key; a table path is read now (errors before work)."""
+    from sim.energy import load_table
+
+    if v is False:
+        return None
+    if v is True:
+        return DEFAULT_ENERGY
+    if not isinstance(v, str):
+        raise SweepError(f"{source}: energy must be {SWEEP_KEYS['energy']}, not {v!r}")
+    try:
+        load_table(v)
+    except FileNotFoundError:
+        raise SweepError(f"{source}: energy table {v} does not exist") from None
+    except ValueError as e:
+        raise SweepError(f"{source}: {e}") from None
     return v
 
 
@@ -208,13 +301,7 @@ def _checkpoint_selector(v: Any, source: str) -> str | list[int]:
 
 
 def _config_table(d: Any, where: str) -> dict[str, Any]:
-    if not isinstance(d, dict):
-        raise SweepError(f"{where} must be {SWEEP_KEYS['array']}, not {d!r}")
-    bad = sorted(set(d) - set(_CONFIG_FIELDS))
-    if bad:
-        raise SweepError(f"{where}: unknown configuration field(s) {', '.join(bad)}; valid "
-                         f"fields are {', '.join(_CONFIG_FIELDS)}")
-    return d
+    return check_table(d, _CONFIG_FIELDS, where, SWEEP_KEYS["array"], "configuration field")
 
 
 def _configs(table: dict[str, Any], source: str) -> list[ArrayConfig]:

@@ -1,4 +1,4 @@
-"""The sweep report: one interactive, self-contained HTML page (:mod:`sim.sweep.page`) and four
+"""The sweep report: one interactive, self-contained HTML page (:mod:`sim.sweep.page`) and five
 static PNG plots for papers (matplotlib, Agg, no display).
 
 Plots, one panel per model:
@@ -10,7 +10,9 @@ Plots, one panel per model:
 * ``overflow_vs_p.png``: overflow events (PE + accumulator, test set) vs P, a panel per layer, a
   line per quantizer and checkpoint, symmetric-log axis;
 * ``area_vs_p.png``: area vs P per array size and overflow mode (synthesised points only);
-* ``pareto.png``: accuracy vs area of every synthesised point, each model's Pareto front drawn.
+* ``pareto.png``: accuracy vs area of every synthesised point, each model's Pareto front drawn;
+* ``energy_vs_p.png``: dynamic energy of one inference vs P, a panel per model, a line per array
+  size and overflow mode (points swept with ``--energy`` only).
 
 ``index.html`` (:func:`sim.sweep.page.render_page`) shows the recommendation, faceted
 interactive plots, filters and sortable tables; it links the PNGs.
@@ -34,6 +36,7 @@ PLOTS = {
     "overflow_vs_p.png": "Overflow events vs P per layer (test set)",
     "area_vs_p.png": "Area vs P",
     "pareto.png": "Accuracy-area Pareto front",
+    "energy_vs_p.png": "Energy per inference vs P",
 }
 @dataclass(frozen=True)
 class ReportPaths:
@@ -189,10 +192,27 @@ def _plot_pareto(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _plot_energy(rows: list[dict[str, Any]], models: list[str], path: Path) -> None:
+    priced = [r for r in rows if r.get("energy_pj") is not None]
+    mine = [m for m in models if any(r["model"] == m for r in priced)]
+    fig, axes = _figure(max(1, len(mine)), "Dynamic energy of one inference vs P")
+    if not priced:
+        _empty(axes[0], "no energy results: run accel sweep with --energy")
+    for ax, model in zip(axes, mine):
+        pts = [r for r in priced if r["model"] == model]
+        for label, (xs, ys) in _lines(pts, lambda r: f"{r['rows']}x{r['cols']} {r['overflow']}",
+                                      lambda r: r["energy_pj"] / 1e3).items():
+            ax.plot(xs, ys, marker="o", label=label)
+        ax.set(title=model, xlabel="P (bits)", ylabel="energy per inference (nJ)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.savefig(path, dpi=110)
+
+
 def write_report(rows: list[dict[str, Any]], out_dir: str | Path, failures: list[dict[str, Any]] = (),
                  tolerance: float = DEFAULT_TOLERANCE, title: str = "accel-hw design-space sweep",
                  notes: list[str] = ()) -> ReportPaths:
-    """Write the four plots and ``index.html`` into ``out_dir`` (created).
+    """Write the plots (:data:`PLOTS`) and ``index.html`` into ``out_dir`` (created).
 
     Parameters
     ----------
@@ -216,6 +236,7 @@ def write_report(rows: list[dict[str, Any]], out_dir: str | Path, failures: list
     _plot_overflow(rows, models, plots["overflow_vs_p.png"])
     _plot_area(rows, plots["area_vs_p.png"])
     _plot_pareto(rows, plots["pareto.png"])
+    _plot_energy(rows, models, plots["energy_vs_p.png"])
     page = out / "index.html"
     page.write_text(render_page(rows, choose_config(rows, tolerance), recommend(rows, tolerance),
                                 list(failures), title, list(notes), tolerance, dict(PLOTS)))

@@ -22,11 +22,14 @@ from typing import Any
 
 from accel.config import ArrayConfig
 
-__all__ = ["PointSpec", "KEY_FIELDS", "NO_TARGET_P", "digest"]
+__all__ = ["PointSpec", "KEY_FIELDS", "NO_TARGET_P", "DEFAULT_ENERGY", "digest"]
 
 #: Columns of the store's unique key, in order (also the order of :attr:`PointSpec.key`).
 KEY_FIELDS = ("config_hash", "model", "quantizer", "act_bits", "weight_bits", "target_p",
               "checkpoint_hash")
+
+#: ``PointSpec.energy`` for the shipped 45 nm energy table (:func:`sim.energy.load_table`).
+DEFAULT_ENERGY = "default"
 
 #: ``target_p`` of a point whose weights were not trained for a P (float or random weights).
 NO_TARGET_P = 0
@@ -66,6 +69,8 @@ class PointSpec:
         minimises, each channel's partial sums) and count their overflow events.
     synth : str or None
         Synthesis target (``"generic"``, ``"ice40"``, ...) for the area columns, or None.
+    energy : str or None
+        Energy table for the energy columns (:data:`DEFAULT_ENERGY` or a TOML path), or None.
     split : str
         Dataset split the accuracy is measured on (``"test"``).
     """
@@ -79,6 +84,7 @@ class PointSpec:
     options: dict[str, Any] = field(default_factory=dict, compare=False)
     adversarial: bool = True
     synth: str | None = None
+    energy: str | None = None
     split: str = "test"
 
     @property

@@ -32,7 +32,7 @@ from sim.sweep.spec import KEY_FIELDS, PointSpec
 __all__ = ["ResultStore", "COLUMNS", "STORE_VERSION"]
 
 #: Version of the table layout, kept in the ``meta`` table; a different one is refused.
-STORE_VERSION = 1
+STORE_VERSION = 2
 
 #: (column, SQLite type) of the ``points`` table, key first.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -57,6 +57,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("cycles", "INTEGER"), ("macs", "INTEGER"), ("utilisation", "REAL"),
     ("synth_target", "TEXT"), ("area", "REAL"), ("area_unit", "TEXT"),
     ("luts", "INTEGER"), ("ffs", "INTEGER"),
+    ("energy_pj", "REAL"),                  # dynamic energy of one inference (pJ)
+    ("pj_per_mac", "REAL"),                 # of it per useful multiply-accumulate
     ("note", "TEXT"),                       # why a point could not run (infeasible), or NULL
     ("layers", "TEXT"),                     # JSON list, one dict per layer
     ("extra", "TEXT"),                      # JSON dict of workload-specific results
@@ -65,8 +67,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _NAMES = tuple(name for name, _ in COLUMNS)
 _JSON = ("layers", "extra", "versions", "config", "overq")
-#: Columns a second run may fill in when the first left them empty (synthesis asked later).
-_FILLABLE = ("synth_target", "area", "area_unit", "luts", "ffs")
+#: Columns a second run may fill in when the first left them empty (synthesis or energy asked
+#: later).
+_FILLABLE = ("synth_target", "area", "area_unit", "luts", "ffs", "energy_pj", "pj_per_mac")
+#: Columns each older layout version lacks (added on opening, so old stores stay usable).
+_ADDED = {1: ("energy_pj", "pj_per_mac")}
 
 
 class ResultStore:
@@ -111,9 +116,24 @@ class ResultStore:
                              (str(STORE_VERSION),))
         (version,) = self._db.execute(
             "SELECT value FROM meta WHERE name = 'store_version'").fetchone()
+        if int(version) in _ADDED:
+            self._upgrade(int(version))
+            version = STORE_VERSION
         if int(version) != STORE_VERSION:
             raise SweepError(f"results store {self.path} has layout version {version}; this "
                              f"accel-hw writes version {STORE_VERSION}: use a new file")
+
+    def _upgrade(self, version: int) -> None:
+        """Add the columns later layouts added to a store of layout ``version``."""
+        types = dict(COLUMNS)
+        with self._transaction():
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(points)")}
+            for v in range(version, STORE_VERSION):
+                for col in _ADDED[v]:
+                    if col not in have:
+                        self._db.execute(f"ALTER TABLE points ADD COLUMN {col} {types[col]}")
+            self._db.execute("UPDATE meta SET value = ? WHERE name = 'store_version'",
+                             (str(STORE_VERSION),))
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._db)
@@ -208,10 +228,15 @@ class ResultStore:
                                 ).fetchone() is not None
 
     def finished(self, spec: PointSpec) -> bool:
-        """True when the point has a row (with area, if ``spec.synth`` asks for synthesis)."""
-        row = self._db.execute(f"SELECT area FROM points WHERE {_key_where()}",
+        """True when the point has a row (with area, if ``spec.synth`` asks for synthesis, and
+        energy, if ``spec.energy`` asks for it and the point could run)."""
+        row = self._db.execute(f"SELECT area, energy_pj, note FROM points WHERE {_key_where()}",
                                list(spec.key)).fetchone()
-        return row is not None and (spec.synth is None or row[0] is not None)
+        if row is None:
+            return False
+        area, energy, note = row
+        return ((spec.synth is None or area is not None)
+                and (spec.energy is None or energy is not None or note is not None))
 
     def rows(self, where: str = "", params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """All rows (JSON columns decoded), ordered by model, quantizer, P, R, C; optional SQL filter."""
