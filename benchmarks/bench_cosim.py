@@ -65,14 +65,14 @@ def cocotb_speed(cfg: ArrayConfig, shape: tuple[int, int, int]) -> dict:
 
 def model_speed(workers: int) -> dict:
     from accel.cli.inputs import batches
-    from accel.data import load_data
+    from accel.data import model_data
     from accel.graph import load_graph
     from sim.cosim.run import cosim
     from sim.sweep.executors import LocalExecutor
 
     graph = load_graph(CHECKPOINT)
     cfg = ArrayConfig.from_dict(graph.meta["config"])
-    data = load_data("digits", split="test")
+    data = model_data(graph.meta, split="test")
     with tempfile.TemporaryDirectory() as tmp:
         res = cosim(graph, lambda block: batches(data, block, None), cfg, batch=32,
                     executor=LocalExecutor(workers) if workers > 1 else None, out_dir=tmp)

@@ -77,24 +77,26 @@ def verify(config: Any, out_dir: Path, sim: str, seed: int) -> dict[str, Any]:
 
 def cosim_models(config: Any, per_model: dict[str, dict[str, Any]], out_dir: Path, images: int,
                  workers: int) -> dict[str, Any]:
-    """Run each model's recommended checkpoint on the first ``images`` digits test images with
-    every GEMM on the RTL of ``config`` (:func:`sim.cosim.run.cosim`); a summary dict whose
-    ``status`` is ``passed``, ``failed`` or ``skipped`` (with ``reason``)."""
+    """Run each model's recommended checkpoint on the first ``images`` test images of its
+    dataset (:func:`accel.data.model_data`) with every GEMM on the RTL of ``config``
+    (:func:`sim.cosim.run.cosim`); a summary dict whose ``status`` is ``passed``, ``failed`` or
+    ``skipped`` (with ``reason``)."""
     from accel.cli.inputs import batches
-    from accel.data import load_data
+    from accel.data import model_data
     from accel.graph import load_graph
     from sim.cosim.run import cosim
     from sim.runner import SimulatorMissing, VerifyError
     from sim.sweep.executors import LocalExecutor
 
-    data = load_data("digits", split="test")
-    n = min(images, len(data))
-    out: dict[str, Any] = {"status": "passed", "images": n, "models": []}
+    out: dict[str, Any] = {"status": "passed", "images": images, "models": []}
     start = time.perf_counter()
     try:
         for model, row in per_model.items():
-            res = cosim(load_graph(row["checkpoint"]), lambda block: batches(data, block, n),
-                        config, batch=32, executor=LocalExecutor(workers) if workers > 1 else None,
+            graph = load_graph(row["checkpoint"])
+            data = model_data(graph.meta, split="test")
+            n = min(images, len(data))
+            res = cosim(graph, lambda block: batches(data, block, n), config, batch=32,
+                        executor=LocalExecutor(workers) if workers > 1 else None,
                         out_dir=out_dir / model)
             total = res.to_dict()["total"]
             out["models"].append({
