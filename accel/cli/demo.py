@@ -257,8 +257,7 @@ Re-running reuses finished points (out/demo/results.db) and cached synthesis rep
         lines += [r.summary() for r in recs] + [choice.summary()]
         lines += [f"verification: {_verify_line(verification)}"]
         lines += [f"  {line}" for line in _cosim_lines(verification.get("models_on_rtl"))]
-        lines += [
-                  f"points: {summary.points} ({summary.finished} run now, {summary.skipped} reused, "
+        lines += [f"points: {summary.points} ({summary.finished} run now, {summary.skipped} reused, "
                   f"{len(summary.failed)} failed, {summary.lost} lost)",
                   f"report: {paths.html}",
                   f"wall time: {seconds:.1f} s (" + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s"

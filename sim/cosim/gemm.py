@@ -79,10 +79,14 @@ class StimulusSpec:
                                self.stall_prob, self.max_stall)
 
     def describe(self) -> str:
+        """One line: canonical, or which random gaps and back-pressure."""
         if self.canonical:
             return "canonical stimulus (no gaps, y_ready = 1)"
-        return (f"random gaps (p = {self.gap_prob:g}, up to {self.max_gap} edges) and y "
-                f"back-pressure (p = {self.stall_prob:g}, up to {self.max_stall} edges)")
+        parts = [f"random gaps (p = {self.gap_prob:g}, up to {self.max_gap} edges)"
+                 if self.gap_prob else "",
+                 f"random y back-pressure (p = {self.stall_prob:g}, up to {self.max_stall} "
+                 "edges)" if self.stall_prob else ""]
+        return " and ".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)
