@@ -27,6 +27,7 @@ from accel.executor import simulate
 from accel.golden import gemm
 from accel.graph import load_graph
 from accel.operands import random_operands
+from accel.timing import timing
 from sim.cycles import CycleMeter, gemm_cycles
 from sim.runner import simulator_missing
 
@@ -90,6 +91,7 @@ def test_harness_equals_golden(config):
                 assert (out.pe_events, out.acc_events) == (want.pe_events, want.acc_events)
                 if stim.canonical:
                     assert out.cycles == out.closed_form == gemm_cycles(*shape, config).cycles
+                    assert out.latencies == [timing(config).latency]
                 else:
                     stalled_longer += out.cycles > out.closed_form
     assert flags > 0                       # the flag comparison was exercised

@@ -298,9 +298,12 @@ class RtlBackend:
             lines.append(f"  {out.y_beats} y beats received, {out.y_expected} expected")
         if out.status != "ok":
             lines.append(f"  harness: {out.status}: {out.message}")
-        if not out.cycles_ok:
+        if out.canonical and out.cycles != out.closed_form:
             lines.append(f"  cycles: {out.cycles} measured on the RTL, {out.closed_form} from the "
                          "closed form (sim.cycles.gemm_cycles)")
+        if out.canonical and out.latencies != [out.latency]:
+            lines.append(f"  y latency: {out.latencies} edges measured, {out.latency} in the "
+                         "manifest")
         lines.append(f"  seed {self.seed} (GEMM stimulus seed {job.seed}; "
                      f"{self.stimulus.describe()})")
         rerun = folder = None

@@ -17,7 +17,9 @@ edges in all).
 Job file (little-endian): :data:`HEADER` as uint64, then the ``w``, ``b``, ``x`` records
 (uint32 words), then, if ``has_gaps``, the gaps before each ``w``, ``b``, ``x`` beat (uint32),
 then ``n_ready`` bytes of ``y_ready`` per edge (1 after the pattern ends). Output file: per
-``y`` beat the edge (uint64) and the ``y`` record (uint32 words); one JSON line on stdout.
+``y`` beat the edge (uint64) and the ``y`` record (uint32 words); the edge of every ``x_emit``
+transfer (uint64) in a second file (``y`` latency = y edge - its x_emit edge); one JSON line on
+stdout.
 
 ``flip_beat`` / ``flip_bit`` (testing the checker itself): invert that bit of that received
 ``y`` record, a fault the comparison must report.
@@ -34,7 +36,7 @@ HEADER = ("magic", "version", "n_w", "n_b", "n_x", "n_y", "n_ready", "has_gaps",
           "edge_limit", "drain", "flip_beat", "flip_bit")
 MAGIC = 0x4D53_4F43_4C45_4341          # "ACELCOSM", little-endian
 #: Job-file format; bump with any change to the layout or the driver's behaviour.
-VERSION = 1
+VERSION = 2
 #: Edges the driver holds ``rst`` high before the job (as the cocotb testbench).
 RESET_EDGES = 2
 #: ``flip_beat`` of a job without fault injection.
@@ -85,6 +87,7 @@ static inline void drive_b(Vdut* top, const uint32_t* r) {
 static inline void drive_x(Vdut* top, const uint32_t* r) {
 @DRIVE_X@
 }
+static inline bool x_emit(const uint32_t* r) { return get_bits(r, @EMIT_BIT@, 1); }
 static inline void read_y(const Vdut* top, uint32_t* r) {
     std::memset(r, 0, WY * sizeof(uint32_t));
 @READ_Y@
@@ -114,7 +117,7 @@ static std::string json_escape(const std::string& s) {
 }
 
 int main(int argc, char** argv) {
-    if (argc != 3) { std::fprintf(stderr, "usage: %s JOB_FILE Y_FILE\n", argv[0]); return 2; }
+    if (argc != 4) { std::fprintf(stderr, "usage: %s JOB_FILE Y_FILE EMIT_FILE\n", argv[0]); return 2; }
     FILE* f = std::fopen(argv[1], "rb");
     if (!f) { std::fprintf(stderr, "cannot open %s\n", argv[1]); return 2; }
     uint64_t h[@NHEADER@];
@@ -141,6 +144,8 @@ int main(int argc, char** argv) {
     Source x{xr.data(), has_gaps ? xg.data() : nullptr, n_x, 0, 0, WX};
     std::vector<uint32_t> ys;
     ys.reserve(n_y * (WY + 2));
+    std::vector<uint64_t> emits;
+    emits.reserve(n_y);
     uint32_t yrec[WY], held[WY];
 
     VerilatedContext ctx;
@@ -196,6 +201,7 @@ int main(int argc, char** argv) {
         if (stalled) std::memcpy(held, yrec, sizeof yrec);
         top.clk = 1; top.eval(); top.clk = 0;
         if (wf || bf || xf || yf || stalled) last_progress = e;
+        if (xf && x_emit(x.rec())) emits.push_back(e);
         w.advance(wf); b.advance(bf); x.advance(xf);
         if (got >= n_y) {
             if (drained++ >= drain) break;
@@ -226,6 +232,12 @@ int main(int argc, char** argv) {
         return 2;
     }
     std::fclose(o);
+    FILE* m = std::fopen(argv[3], "wb");
+    if (!m || std::fwrite(emits.data(), 8, emits.size(), m) != emits.size()) {
+        std::fprintf(stderr, "cannot write %s\n", argv[3]);
+        return 2;
+    }
+    std::fclose(m);
     std::printf("{\"status\": \"%s\", \"message\": \"%s\", \"edges\": %llu, \"y_beats\": %llu, "
                 "\"last_y_edge\": %llu, \"w_sent\": %llu, \"b_sent\": %llu, \"x_sent\": %llu, "
                 "\"seconds\": %.6f, \"cpu_seconds\": %.6f}\n",
@@ -275,7 +287,7 @@ def driver_source(layout: RecordLayout, top: str) -> str:
         "@DRIVE_W@": _drive(layout, "w"), "@DRIVE_B@": _drive(layout, "b"),
         "@DRIVE_X@": _drive(layout, "x"), "@READ_Y@": _read(layout),
         "@NHEADER@": str(len(HEADER)), "@MAGIC@": f"{MAGIC:#x}", "@VERSION@": str(VERSION),
-        "@RESET_EDGES@": str(RESET_EDGES),
+        "@RESET_EDGES@": str(RESET_EDGES), "@EMIT_BIT@": str(layout.field("x_emit").offset),
     }
     text = _TEMPLATE
     for k, v in subst.items():

@@ -36,7 +36,7 @@ __all__ = ["StimulusSpec", "GemmJob", "GemmOutcome", "GemmCache", "run_gemm", "s
            "beat_counts", "CACHE_VERSION"]
 
 #: Format of cached outcomes; bump to ignore every cached GEMM.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,11 @@ class GemmOutcome:
     closed_form : int
         :func:`sim.cycles.gemm_cycles` of the shape.
     canonical : bool
-        Run under the canonical stimulus (then ``cycles`` must equal ``closed_form``).
+        Run under the canonical stimulus (then ``cycles`` must equal ``closed_form`` and every
+        ``y`` beat's latency the manifest's).
+    latencies, latency : list of int, int
+        The distinct ``y`` latencies measured (edges from an ``x_emit`` transfer to its ``y``
+        transfer) and the manifest's.
     edges, seconds, cpu_seconds : int, float, float
         Simulated edges and the driver loop's wall and CPU time.
     """
@@ -197,6 +201,8 @@ class GemmOutcome:
     cycles: int | None
     closed_form: int
     canonical: bool
+    latencies: list[int]
+    latency: int
     edges: int
     seconds: float
     cpu_seconds: float
@@ -204,7 +210,9 @@ class GemmOutcome:
 
     @property
     def cycles_ok(self) -> bool:
-        return not self.canonical or self.cycles == self.closed_form
+        """Not canonical, or cycles as the closed form and every latency the manifest's."""
+        return not self.canonical or (self.cycles == self.closed_form
+                                      and self.latencies == [self.latency])
 
     @property
     def ok(self) -> bool:
@@ -322,6 +330,7 @@ def run_gemm(job: GemmJob) -> GemmOutcome:
         first=None if first is None else (first.beat, first.t, first.o, first.field, first.got,
                                           first.want),
         status=run.status, message=run.message, cycles=run.cycles, closed_form=closed,
-        canonical=job.stimulus.canonical, edges=run.edges, seconds=run.seconds,
+        canonical=job.stimulus.canonical, latencies=run.latencies, latency=harness.latency,
+        edges=run.edges, seconds=run.seconds,
         cpu_seconds=run.cpu_seconds)
 

@@ -54,6 +54,8 @@ class HarnessRun:
         [n, 1]``, ``y_pe_ovf`` / ``y_acc_ovf [n, C]``).
     y_edges : int64 [n]
         The edge each ``y`` beat transferred on (edge 0: the first after reset).
+    emit_edges : int64 [m]
+        The edge each ``x_emit`` beat transferred on.
     edges : int
         Clock edges simulated after reset.
     sent : dict of str to int
@@ -66,6 +68,7 @@ class HarnessRun:
     message: str
     fields: dict[str, np.ndarray]
     y_edges: np.ndarray
+    emit_edges: np.ndarray
     edges: int
     sent: dict[str, int]
     seconds: float
@@ -74,6 +77,12 @@ class HarnessRun:
     @property
     def complete(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def latencies(self) -> list[int]:
+        """The distinct ``y`` latencies seen (y edge - its x_emit edge), in edges."""
+        n = min(len(self.y_edges), len(self.emit_edges))
+        return sorted({int(v) for v in self.y_edges[:n] - self.emit_edges[:n]})
 
     @property
     def cycles(self) -> int | None:
@@ -120,19 +129,20 @@ class Harness:
             parts += [np.asarray(stim.gaps[s], dtype="<u4").tobytes() for s in STREAMS]
         parts.append(ready.tobytes())
         with tempfile.TemporaryDirectory(prefix="accel-cosim-") as tmp:
-            job, out = Path(tmp) / "job.bin", Path(tmp) / "y.bin"
+            job, out, emit = (Path(tmp) / n for n in ("job.bin", "y.bin", "emit.bin"))
             job.write_bytes(b"".join(parts))
-            proc = subprocess.run([str(self.build.binary), str(job), str(out)],
+            proc = subprocess.run([str(self.build.binary), str(job), str(out), str(emit)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            if proc.returncode or not out.exists():
+            if proc.returncode or not out.exists() or not emit.exists():
                 raise HarnessError(f"the harness {self.build.binary} failed (exit "
                                    f"{proc.returncode}): {proc.stderr.strip()[-2000:]}")
             raw = np.fromfile(out, dtype="<u4")
+            emits = np.fromfile(emit, dtype="<u8").astype(np.int64)
         info = json.loads(proc.stdout.strip().splitlines()[-1])
         words = self.layout.words["y"]
         raw = raw.reshape(-1, 2 + words)
         edges = raw[:, 0].astype(np.int64) | (raw[:, 1].astype(np.int64) << 32)
         return HarnessRun(info["status"], info["message"], self.layout.unpack("y", raw[:, 2:]),
-                          edges, int(info["edges"]),
+                          edges, emits, int(info["edges"]),
                           {s: int(info[f"{s}_sent"]) for s in STREAMS},
                           float(info["seconds"]), float(info["cpu_seconds"]))
