@@ -163,6 +163,11 @@ class Executor:
         for meter in self.meters:
             meter(node, run.shape, st)
         st.finish(self.config)
+        if node.pair_bits is not None:        # the source runtime's pair saturation, host side
+            if self._shift or self.config.overq is not None:
+                raise LayerError(f"node {node.name!r}: a runtime's pair saturation (pair_bits) "
+                                 "is defined on N-bit codes, not on OverQ lanes")
+            return run.acc + node.pair_correction(np.asarray(codes)), st
         return run.acc, st
 
 
@@ -195,9 +200,16 @@ def _merge(total: dict[str, LayerStats], new: dict[str, LayerStats], config: Any
         total[name].finish(config)
 
 
-def _agree(stats: LayerStats, got: np.ndarray, want: np.ndarray) -> None:
-    """Count how many of ``got`` equal / are within 1 LSB of the reference ``want``."""
-    d = np.abs(np.asarray(got, np.int64) - np.asarray(want, np.int64))
+def _agree(stats: LayerStats, got: np.ndarray, want: np.ndarray, lsb: Any = None) -> None:
+    """Count how many of ``got`` equal / are within 1 LSB of the reference ``want``: codes, or
+    real values in units of ``lsb`` (a Dequantize node's scale)."""
+    if lsb is not None:
+        g, w = np.asarray(got, np.float64), np.asarray(want, np.float64)
+        eq = g == w
+        d = np.where(eq, 0.0, np.abs(g - w) / lsb)
+        d = np.where(eq, 0, np.where(d <= 1, 1, 2))
+    else:
+        d = np.abs(np.asarray(got, np.int64) - np.asarray(want, np.int64))
     a = stats.agreement
     a["compared"] = a.get("compared", 0) + int(d.size)
     a["equal"] = a.get("equal", 0) + int((d == 0).sum())
@@ -212,7 +224,8 @@ def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBac
     ``labels`` may be None (no accuracy). ``reference(inputs)``, when given, returns what a
     reference runtime computed for the same batch: ``{"logits": ..., node name: codes, ...}``;
     its logits give ``reference_correct`` and every node it names is compared output for output
-    (``LayerStats.agreement`` of the array node that feeds it, or of the node itself).
+    (``LayerStats.agreement`` of the array node that feeds it, or of the node itself): codes
+    exactly, the real values of a Dequantize node in steps of its scale.
     ``progress(n)`` is called after each batch with its size.
     """
     ex = Executor(graph, backend, meters)
@@ -228,7 +241,7 @@ def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBac
             for name, want in ref.items():
                 if name != "logits":
                     owner = _owner(graph, name)
-                    _agree(run.layers[owner], run.values[name], want)
+                    _agree(run.layers[owner], run.values[name], want, _lsb(graph, name, want))
         _merge(total, run.layers, backend.config)
         n = int(x.shape[0])
         res.samples += n
@@ -248,12 +261,29 @@ def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBac
     return res
 
 
+def _lsb(graph: Graph, name: str, value: Any) -> np.ndarray | None:
+    """One step of a real-valued node's input (a Dequantize's scale, broadcast), else None."""
+    node = graph.node(name)
+    if not isinstance(node, Dequantize):
+        return None
+    s = node.scale
+    nd = np.ndim(value)
+    if s.shape[0] == 1 or nd == 0:
+        return s.reshape(()) if s.shape[0] == 1 else s
+    shape = [1] * nd
+    shape[node.axis] = s.shape[0]
+    return s.reshape(shape)
+
+
 def _owner(graph: Graph, name: str) -> str:
     """The array node whose statistics a comparison at node ``name`` is recorded under: the
-    nearest array node at or before it on its input path."""
+    nearest array node at or before it on its input path (the first array node for the input's
+    quantizer and whatever else precedes every array node)."""
     node = graph.node(name)
     while not isinstance(node, ArrayLayer):
         if not node.inputs:
-            raise LayerError(f"reference node {name!r} has no array layer before it")
+            if not graph.array_nodes:
+                raise LayerError(f"reference node {name!r}: the graph has no array layer")
+            return graph.array_nodes[0].name
         node = graph.node(node.inputs[0])
     return node.name

@@ -30,7 +30,8 @@ from accel.layers import IntLayer, LayerError, check_pair
 
 __all__ = ["IntType", "REAL", "Node", "Input", "Quantize", "ArrayLayer", "Requantize", "Clamp",
            "MaxPool", "AvgPool", "Add", "Concat", "Reshape", "Dequantize", "NODE_TYPES",
-           "REQUANT_ORDERS", "ROUNDINGS", "QUANTIZE_MODES", "node_from_state", "round_to_int"]
+           "REQUANT_ORDERS", "ROUNDINGS", "QUANTIZE_MODES", "ADD_MODES", "node_from_state",
+           "round_to_int", "fma_f32"]
 
 #: How a requantizing node computes ``v`` from its integer input ``a`` (zero point removed) in
 #: fp32 before rounding: ``mul`` = ``fp32(a) * m``; ``add_mul`` = ``(fp32(a) + offset) * m`` (a float
@@ -41,10 +42,19 @@ REQUANT_ORDERS = ("mul", "add_mul", "mul_add")
 #: numpy do) or half away from zero (C's round).
 ROUNDINGS = ("half_even", "half_away")
 #: How :class:`Quantize` computes ``x / scale + zero_point``: float64 division, float32 division,
-#: float32 multiplication by the fp32 reciprocal, or one fused multiply-add ``fma(x, 1 / scale,
-#: zero_point)`` rounded once to fp32 (``torch.quantize_per_tensor`` through fbgemm; emulated in
-#: float64, where the product of two fp32 numbers is exact).
-QUANTIZE_MODES = ("f64_div", "f32_div", "f32_mul_inv", "f32_fma_inv")
+#: float32 multiplication by the fp32 reciprocal, one fused multiply-add ``fma(x, 1 / scale,
+#: zero_point)`` rounded once to fp32 (``torch.quantize_per_tensor`` through fbgemm;
+#: :func:`fma_f32`), or float32 division followed by a float32 addition of the zero point before the
+#: one rounding (``fp32(fp32(x / scale) + zero_point)``, qonnx's ``Quant``; equals ``f32_div``
+#: when the zero point is 0).
+QUANTIZE_MODES = ("f64_div", "f32_div", "f32_mul_inv", "f32_fma_inv", "f32_div_zp")
+#: How :class:`Add` combines its inputs (formulas in its docstring): fp32 multipliers of the
+#: zero-point-free codes; onnxruntime's QLinearAdd (fused multiply-adds of the raw codes); qonnx's
+#: float Add of dequantised tensors; torch's x86/fbgemm kernel (dequantize with a fused
+#: multiply-add, add, multiply by the reciprocal output scale); the same with the dequantization a
+#: subtraction and a multiplication (torch's decomposed ops, as pt2e programs run them); QNNPACK's
+#: fixed-point multipliers and shift.
+ADD_MODES = ("sum_products", "fma_offset", "dequant_sum", "dequant_fma", "dequant_mul", "fixed")
 #: Widest codes on an edge: OverQ's raw lanes of 16-bit activations with both overwrites (3N).
 MAX_CODE_BITS = 48
 
@@ -54,6 +64,24 @@ def round_to_int(v: np.ndarray, rounding: str) -> np.ndarray:
     if rounding == "half_even":
         return np.rint(v, out=v) if v.flags.writeable else np.rint(v)
     return np.trunc(v + np.copysign(np.asarray(0.5, v.dtype), v))
+
+
+def fma_f32(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """``fma(x, y, z)`` of float32 operands: ``x * y + z`` rounded once to float32, as an FMA
+    instruction computes it (exactly, also where float64 alone would round twice).
+
+    ``x * y`` is exact in float64 (24 + 24 significant bits); the sum is formed in float64 with
+    its exact error (TwoSum) and rounded to odd, from which the rounding to float32 is correct
+    (53 >= 24 + 2 bits).
+    """
+    p = np.asarray(x, np.float32).astype(np.float64) * np.asarray(y, np.float32).astype(np.float64)
+    z = np.asarray(z, np.float32).astype(np.float64)
+    s = p + z
+    bp = s - z
+    err = (p - bp) + (z - (s - bp))
+    odd = (s.view(np.int64) & 1) == 1
+    s = np.where((err != 0) & ~odd, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+    return s.astype(np.float32)
 
 
 def _clip_codes(v: np.ndarray, zero_point: int, lo: int, hi: int) -> np.ndarray:
@@ -253,12 +281,13 @@ class Quantize(_Codes):
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         inv = np.float32(1.0) / np.float32(self.scale)
-        if self.mode == "f32_fma_inv":
-            q = np.asarray(x, dtype=np.float32).astype(np.float64)
-            q *= np.float64(inv)
-            q += self.zero_point
-            q = round_to_int(q.astype(np.float32), self.rounding)
-            return _clip_codes(q, 0, self.lo, self.hi)
+        if self.mode in ("f32_fma_inv", "f32_div_zp"):        # the zero point inside the rounding
+            if self.mode == "f32_fma_inv":
+                q = fma_f32(x, inv, np.float32(self.zero_point))
+            else:
+                q = np.asarray(x, dtype=np.float32) / np.float32(self.scale)
+                q += np.float32(self.zero_point)
+            return _clip_codes(round_to_int(q, self.rounding), 0, self.lo, self.hi)
         if self.mode == "f64_div":
             q = np.array(x, dtype=np.float64)
             q /= self.scale
@@ -274,9 +303,22 @@ class Quantize(_Codes):
 @dataclass(frozen=True, kw_only=True, eq=False)
 class ArrayLayer(Node):
     """A conv/linear layer computed on the array (:class:`accel.layers.IntLayer`): input codes to
-    the int64 accumulator, per channel ``real = acc * input_scale * weight_scale[o]``."""
+    the int64 accumulator, per channel ``real = acc * input_scale * weight_scale[o]``.
+
+    ``pair_bits`` (None: off) replicates a source runtime that adds the products of a depthwise
+    convolution in pairs of kernel taps saturated to ``pair_bits`` signed bits (fbgemm's depthwise
+    kernel: 16, ``vpmaddubsw``). With taps ``t = i * kw + j`` of output channel o and raw input
+    codes ``x_t`` (padding = the zero point's code)::
+
+        acc_runtime = acc + sum over pairs (t, t + 1), t = 0, 2, 4, ... of
+                      sat_B(x_t w_t + x_(t+1) w_(t+1)) - (x_t w_t + x_(t+1) w_(t+1))
+
+    (a last odd tap pairs with 0). The array itself computes exact products; the executor adds
+    this host-side correction (:meth:`pair_correction`) to the array's accumulator.
+    """
 
     layer: IntLayer
+    pair_bits: int | None = None
     op: ClassVar[str] = "array"
 
     def __post_init__(self) -> None:
@@ -284,6 +326,38 @@ class ArrayLayer(Node):
         if not isinstance(self.layer, IntLayer):
             raise LayerError(f"node {self.name!r}: layer must be an IntLayer, not "
                              f"{type(self.layer).__name__}")
+        if self.pair_bits is not None:
+            _int(self.name, "pair_bits", self.pair_bits, 2, 62)
+            lay = self.layer
+            if lay.kind != "conv2d" or lay.weight.shape[1] != 1 or lay.groups != lay.in_channels:
+                raise LayerError(f"node {self.name!r}: pair_bits applies to depthwise "
+                                 "convolutions (groups = input channels) only")
+
+    def pair_correction(self, codes: np.ndarray) -> np.ndarray:
+        """``acc_runtime - acc`` of the pair saturation (class docstring), int64, the layer's
+        output shape ``[N, O, Ho, Wo]``; one pass per pair of taps."""
+        from accel.lowering import padded_patches
+
+        lay = self.layer
+        _, view = padded_patches(codes, lay)                   # [N, Ho, Wo, C, kh, kw]
+        kh, kw = lay.kernel_size
+        mult = lay.out_channels // lay.in_channels             # outputs per input channel
+        w = lay.weight.reshape(lay.out_channels, kh * kw)
+        lo, hi = code_range(int(self.pair_bits), True)
+        x = view.numpy()                  # float32 codes; every value below is an integer
+        if float(np.abs(x).max(initial=0)) * float(np.abs(w).max()) * kh * kw * 4 >= 2 ** 24:
+            x = x.astype(np.float64)     # float32 would no longer be exact
+        wf = w.astype(x.dtype)
+        out = np.zeros((*x.shape[:3], lay.out_channels), x.dtype)
+
+        def tap(t: int) -> np.ndarray:                          # [N, Ho, Wo, O] products, exact
+            v = x[:, :, :, :, t // kw, t % kw]
+            return (v if mult == 1 else np.repeat(v, mult, axis=3)) * wf[:, t]
+
+        for t in range(0, kh * kw, 2):
+            p = tap(t) if t + 1 == kh * kw else tap(t) + tap(t + 1)
+            out += np.clip(p, lo, hi) - p
+        return np.ascontiguousarray(out.transpose(0, 3, 1, 2)).astype(np.int64)
 
     @property
     def axis(self) -> int:
@@ -306,7 +380,8 @@ class ArrayLayer(Node):
 
     def to_state(self):
         meta = self.layer.to_state()
-        attrs = {"op": self.op, "name": self.name, "inputs": list(self.inputs), "layer": meta["meta"]}
+        attrs = {"op": self.op, "name": self.name, "inputs": list(self.inputs), "layer": meta["meta"],
+                 "pair_bits": self.pair_bits}
         return attrs, {f"layer.{k}": v for k, v in meta["arrays"].items()}
 
 
@@ -450,16 +525,27 @@ class MaxPool(_Window, Node):
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class AvgPool(_Window, _Codes):
-    """Average pooling of NCHW codes: an exact integer sum, then a rescale to output codes::
+    """Average pooling of NCHW codes, by ``mode``. The integer modes sum exactly, then rescale::
 
         S = sum over the window of (code - input_zero_point)          (int64; padding adds 0)
         n = window size (count_include_pad) or the codes inside it
-        code = clamp(round(fp32(S) * fp32(multiplier / n)) + zero_point, lo, hi)   (mode "sum_mul")
-               clamp((S >> log2(n)) + zero_point, lo, hi)                          (mode "sum_shift")
+        "sum_mul":     code = clamp(round(fp32(S) * fp32(multiplier / n)) + zero_point, lo, hi)
+        "sum_shift":   code = clamp((S >> log2(n)) + zero_point, lo, hi)
+        "sum_rescale": code = clamp(round(fp32(S) * m) + zero_point, lo, hi),
+                       m = fp32(input_scale / fp32(scale * fp32(n)))     (every step in fp32)
 
-    ``multiplier`` is ``s_in / s_out`` (fp32 as computed by the front end); ``sum_shift`` truncates
-    toward minus infinity and needs a power-of-two window. ``global_pool``: the window is the whole
-    feature map (kernel and stride are ignored).
+    and ``"f32_mean"`` averages dequantised values in fp32::
+
+        d = fp32(input_scale * fp32(code - input_zero_point))
+        S = ((0 + d_1) + d_2) + ...        fp32, the window's codes in row-major order
+        code = clamp(round(fp32(fp32(fp32(S / n) / scale) + zero_point)), lo, hi)
+
+    ``multiplier`` is ``s_in / s_out`` (fp32 as computed by the front end; ``sum_mul``);
+    ``input_scale`` is ``s_in`` (fp32; ``sum_rescale`` and ``f32_mean``, which need it);
+    ``sum_shift`` truncates toward minus infinity and needs a power-of-two window.
+    ``sum_rescale`` is onnxruntime's QLinearGlobalAveragePool, ``f32_mean`` its
+    QLinearAveragePool. ``global_pool``: the window is the whole feature map (kernel and stride
+    are ignored).
     """
 
     kernel: tuple[int, int] = (1, 1)
@@ -471,8 +557,9 @@ class AvgPool(_Window, _Codes):
     multiplier: float = 1.0
     mode: str = "sum_mul"
     input_zero_point: int = 0
+    input_scale: float | None = None
     op: ClassVar[str] = "avgpool"
-    MODES: ClassVar[tuple[str, ...]] = ("sum_mul", "sum_shift")
+    MODES: ClassVar[tuple[str, ...]] = ("sum_mul", "sum_shift", "sum_rescale", "f32_mean")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -480,12 +567,20 @@ class AvgPool(_Window, _Codes):
             self._check_window()
         _choice(self.name, "mode", self.mode, self.MODES)
         object.__setattr__(self, "multiplier", float(np.float32(self.multiplier)))
+        if self.mode in ("sum_rescale", "f32_mean"):
+            if self.input_scale is None:
+                raise LayerError(f"node {self.name!r}: mode {self.mode!r} needs the input_scale")
+            object.__setattr__(self, "input_scale", float(np.float32(
+                _scale(self.name, "input_scale", self.input_scale)[0])))
 
     def out_type(self, ins):
         t = self._need_ints(ins[0])
         if t.zero_point != self.input_zero_point or t.scale.shape != (1,):
             raise LayerError(f"node {self.name!r}: input zero point {self.input_zero_point} (per "
                              f"tensor) but its input carries {t.zero_point}")
+        if self.input_scale is not None and np.float32(t.scale[0]) != np.float32(self.input_scale):
+            raise LayerError(f"node {self.name!r}: input_scale {self.input_scale!r} but its input "
+                             f"codes have scale {float(t.scale[0])!r}")
         return self._codes_type()
 
     def apply(self, v: np.ndarray) -> np.ndarray:
@@ -500,26 +595,72 @@ class AvgPool(_Window, _Codes):
             ones = self._windows(np.ones((1, 1, *v.shape[2:]), np.int64),
                                  1 if self.count_include_pad else 0, 0)
             n = np.broadcast_to(ones.sum(axis=(-2, -1)), s.shape)
+        if self.mode == "f32_mean":
+            return self._f32_mean(v, n)
         if self.mode == "sum_shift":
             if np.any(n & (n - 1)):
                 raise LayerError(f"node {self.name!r}: sum_shift needs power-of-two windows, "
                                  f"not {sorted(set(n.ravel().tolist()))}")
             shift = np.log2(n).astype(np.int64)
             return _clip_codes((s >> shift).astype(np.float64), self.zero_point, self.lo, self.hi)
-        m = (np.float64(self.multiplier) / n).astype(np.float32)
+        if self.mode == "sum_rescale":
+            f32 = np.float32
+            m = f32(self.input_scale) / (f32(self.scale) * n.astype(f32))
+        else:
+            m = (np.float64(self.multiplier) / n).astype(np.float32)
         return self._finish(s.astype(np.float32) * m)
+
+    def _f32_mean(self, v: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Mode ``f32_mean`` (class docstring) on codes ``v`` with the zero point removed."""
+        f32 = np.float32
+        d = f32(self.input_scale) * v.astype(f32)
+        win = d.reshape(*d.shape[:2], 1, 1, *d.shape[2:]) if self.global_pool else self._windows(d, 0)
+        acc = np.zeros(win.shape[:4], f32)
+        for i in range(win.shape[4]):                 # one fp32 add per window position, in order
+            for j in range(win.shape[5]):
+                acc += win[..., i, j]
+        q = acc / n.astype(f32)
+        q /= f32(self.scale)
+        q += f32(self.zero_point)
+        return _clip_codes(round_to_int(q, self.rounding), 0, self.lo, self.hi)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Add(_Codes):
-    """Sum of two code tensors (a residual connection) requantized to output codes::
+    """Sum of two code tensors (a residual connection) requantized to output codes, as ``mode``
+    says (:data:`ADD_MODES`; fp32 ``multipliers`` ``(ma, mb)``: ``s_a / s_y, s_b / s_y``, the
+    input scales ``s_a, s_b`` in ``dequant_sum``, ``dequant_fma`` and ``dequant_mul``, integers in
+    ``fixed``)::
 
-        v = fp32(a - za) * ma + fp32(b - zb) * mb        (fp32; ma = s_a / s_y, mb = s_b / s_y)
-        code = clamp(round(v) + zero_point, lo, hi)      (a fused ReLU: lo = zero point)
+        "sum_products":  v = fp32(a - za) * ma + fp32(b - zb) * mb          (three fp32 roundings)
+                         code = clamp(round(v) + zero_point, lo, hi)
+        "fma_offset":    c = fp32(zero_point) - fma(ma, za, fp32(mb * zb))  (the zero points folded)
+                         v = fma(fp32(a), ma, fma(fp32(b), mb, c))           (raw codes a, b)
+                         code = clamp(round(v), lo, hi)
+        "dequant_sum":   v = fp32(fp32(a - za) * ma) + fp32(fp32(b - zb) * mb)   (reals, fp32)
+                         code = clamp(round(fp32(fp32(v / scale) + zero_point)), lo, hi)
+        "dequant_fma":   da = fma(ma, fp32(a), fp32(ma * -za)), db likewise
+                         v = fp32(fp32(da + db) * fp32(1 / scale))
+                         code = clamp(round(v) + zero_point, lo, hi)
+        "dequant_mul":   da = fp32(fp32(a - za) * ma), db likewise
+                         v = fp32(fp32(da + db) * fp32(1 / scale))
+                         code = clamp(round(v) + zero_point, lo, hi)
+        "fixed":         v = (ma (a - za) + mb (b - zb)) / 2^shift           (exact integers)
+                         code = clamp(round(v) + zero_point, lo, hi)
+
+    ``fma_offset`` is onnxruntime's QLinearAdd (MLAS, x86 AVX2 kernel; the offset's expression as
+    its compiler contracts it); ``fma`` rounds once (:func:`fma_f32`). ``dequant_sum`` is a float
+    Add of two dequantised tensors and a quantizer after it (qonnx's executor). ``dequant_fma`` is
+    torch's quantized add on x86 / fbgemm (its vector kernel); ``dequant_mul`` a float add between
+    torch's decomposed dequantize and quantize ops (pt2e); ``fixed`` is QNNPACK's
+    (``rounding="half_away"``). ``rounding`` applies to ``v`` in every mode. A fused ReLU:
+    ``lo = zero point``.
     """
 
     multipliers: tuple[float, float]
     input_zero_points: tuple[int, int] = (0, 0)
+    mode: str = "sum_products"
+    shift: int = 0
     op: ClassVar[str] = "add"
     arity: ClassVar[int | None] = 2
 
@@ -528,6 +669,13 @@ class Add(_Codes):
         object.__setattr__(self, "multipliers", tuple(float(np.float32(m)) for m in self.multipliers))
         object.__setattr__(self, "input_zero_points",
                            tuple(_int(self.name, "input zero point", z) for z in self.input_zero_points))
+        _choice(self.name, "mode", self.mode, ADD_MODES)
+        object.__setattr__(self, "shift", _int(self.name, "shift", self.shift, 0, 62))
+        if self.mode == "fixed":
+            for m in self.multipliers:
+                if m != int(m) or not 0 <= m < 2 ** 31:
+                    raise LayerError(f"node {self.name!r}: fixed-point multipliers must be "
+                                     f"integers in [0, 2^31), not {self.multipliers}")
 
     def out_type(self, ins):
         for i, (t, z) in enumerate(zip(ins, self.input_zero_points)):
@@ -539,9 +687,46 @@ class Add(_Codes):
 
     def apply(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         (za, zb), (ma, mb) = self.input_zero_points, self.multipliers
-        v = (np.asarray(a) - za).astype(np.float32) * np.float32(ma)
-        v += (np.asarray(b) - zb).astype(np.float32) * np.float32(mb)
+        if self.mode == "fixed":
+            acc = (np.asarray(a, np.int64) - za) * int(ma) + (np.asarray(b, np.int64) - zb) * int(mb)
+            return _clip_codes(_shift_round(acc, self.shift, self.rounding), self.zero_point,
+                               self.lo, self.hi)
+        f32 = np.float32
+        if self.mode == "fma_offset":
+            c = f32(self.zero_point) - fma_f32(f32(ma), f32(za), f32(mb) * f32(zb))
+            v = fma_f32(np.asarray(a).astype(f32), f32(ma),
+                        fma_f32(np.asarray(b).astype(f32), f32(mb), c))
+            return _clip_codes(round_to_int(v, self.rounding), 0, self.lo, self.hi)
+        if self.mode == "dequant_sum":
+            v = (np.asarray(a) - za).astype(f32) * f32(ma) + (np.asarray(b) - zb).astype(f32) * f32(mb)
+            v /= f32(self.scale)
+            v += f32(self.zero_point)
+            return _clip_codes(round_to_int(v, self.rounding), 0, self.lo, self.hi)
+        if self.mode == "dequant_fma":
+            da = fma_f32(ma, a, f32(ma) * f32(-za))
+            db = fma_f32(mb, b, f32(mb) * f32(-zb))
+            return self._finish((da + db) * (f32(1) / f32(self.scale)))
+        if self.mode == "dequant_mul":
+            da = (np.asarray(a) - za).astype(f32) * f32(ma)
+            db = (np.asarray(b) - zb).astype(f32) * f32(mb)
+            return self._finish((da + db) * (f32(1) / f32(self.scale)))
+        v = (np.asarray(a) - za).astype(f32) * f32(ma)
+        v += (np.asarray(b) - zb).astype(f32) * f32(mb)
         return self._finish(v)
+
+
+def _shift_round(acc: np.ndarray, shift: int, rounding: str) -> np.ndarray:
+    """``round(acc / 2^shift)`` of int64 ``acc``, exactly, as float64 integers (for clipping)."""
+    if shift == 0:
+        return acc.astype(np.float64)
+    q = acc >> shift                                   # floor
+    rem = acc - (q << shift)                           # in [0, 2^shift)
+    half = np.int64(1) << (shift - 1)
+    if rounding == "half_away":
+        up = (rem > half) | ((rem == half) & (acc >= 0))
+    else:
+        up = (rem > half) | ((rem == half) & (q & 1 == 1))
+    return (q + up).astype(np.float64)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)

@@ -18,6 +18,8 @@ from sim.sweep.spec import PointSpec
 
 CKPT = Path(__file__).resolve().parent.parent / "models" / "checkpoints"
 INT_CKPTS = sorted(p for p in CKPT.glob("*_p*_s0.pt"))
+#: Test images per dataset (digits: the whole split of 360; Fashion-MNIST: the first 256).
+SAMPLES = {None: 360, "digits": 360, "fashion-mnist": 256}
 #: No OverQ, range with cascade 0 and 2, precision, both.
 VARIANTS = [None, OverQConfig(mode="range", cascade=0), OverQConfig(mode="range", cascade=2),
             OverQConfig(mode="precision", cascade=0), OverQConfig(mode="both", cascade=1)]
@@ -46,10 +48,11 @@ def _simulate(path: Path, cfg: ArrayConfig, capsys, extra: tuple[str, ...] = ())
 @pytest.mark.parametrize("path", INT_CKPTS, ids=lambda p: p.stem)
 def test_simulate_and_sweep_agree(path, overq, capsys):
     cfg = _config(path, overq)
-    sim = _simulate(path, cfg, capsys)                    # batches of 32 images
+    n = SAMPLES[load_graph(path).meta.get("dataset")]
+    sim = _simulate(path, cfg, capsys, ("--limit", str(n)))       # batches of 32 images
     row = evaluate_point(PointSpec(config=cfg, model="cnn", checkpoint=str(path),
-                                   adversarial=False))    # the whole test split at once
-    assert sim["samples"] == row["samples"] == 360
+                                   adversarial=False, options={"limit": n}))    # all at once
+    assert sim["samples"] == row["samples"] == n
     assert sim["accuracy"] == row["accuracy"]
     got = [{k: lay[k] for k in ("name", "outputs", "pe_events", "acc_events")} for lay in sim["layers"]]
     want = [{k: lay[k] for k in ("name", "outputs", "pe_events", "acc_events")} for lay in row["layers"]]

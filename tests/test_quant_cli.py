@@ -37,7 +37,7 @@ def test_quantize_mlp_writes_checkpoint_and_report(tmp_path, capsys):
     assert "minimum safe P" in out.out and "a2q+ epoch 1/1" in out.err
     data = json.loads(rep.read_text())
     assert data["accuracy_kind"] == "integer, on the array" and 0.0 <= data["accuracy"] <= 1.0
-    assert [r["name"] for r in data["layers"]] == ["fc1", "fc2"]
+    assert [r["name"] for r in data["layers"]] == ["fc1", "fc2"]        # models.digits names them
     for r in data["layers"]:
         assert {"l1_max", "l1_per_channel", "sparsity", "min_safe_p", "min_safe_q"} <= set(r)
         assert r["min_safe_p"] <= 16 and r["test_pe_events"] == 0

@@ -3,7 +3,15 @@
 * :mod:`accel.frontends.torch_ao` - PyTorch eager-mode quantized models (``torch.ao``), traced
   with ``torch.fx``, with the engine's requantization (qnnpack or fbgemm) replicated;
 * :mod:`accel.frontends.ptq` - float PyTorch models quantized here (post-training, max
-  calibration), including the built-in random-weight reference networks.
+  calibration), including the built-in random-weight reference networks;
+* :mod:`accel.frontends.pt2e` - torchao pt2e programs (``convert_pt2e``; files saved with
+  ``torch.export.save``, ``.pt2``);
+* :mod:`accel.frontends.brevitas` - Brevitas models (QuantConv2d / QuantLinear / QuantReLU /
+  QuantIdentity, A2Q and A2Q+ weight quantizers), in Python;
+* :mod:`accel.frontends.onnx` - ONNX models quantized elsewhere, QDQ and QOperator (what
+  ``onnxruntime.quantization`` writes), with onnxruntime's CPU arithmetic replicated;
+* :mod:`accel.frontends.qonnx` - QONNX models (``Quant`` nodes of any bit width, as Brevitas'
+  ``export_qonnx`` and FINN write them), with qonnx's executor as the reference.
 
 The project's own quantization-aware models export with :func:`accel.quant.export.export_graph`.
 
@@ -66,19 +74,32 @@ def _load_graph(path: Path, **_: Any) -> LoadedModel:
 #: Loaders by format name: ``"module:function"`` taking ``(path, **options)``.
 FORMATS: dict[str, str] = {
     "graph": "accel.frontends:_load_graph",
+    "pt2e": "accel.frontends.pt2e:load",
+    "onnx": "accel.frontends.onnx:load_onnx",
+    "qonnx": "accel.frontends.qonnx:load_qonnx",
 }
 #: File suffixes and the format each means (an ``.onnx`` file is looked into).
-SUFFIXES: dict[str, str] = {".pt": "graph", ".pth": "graph"}
+SUFFIXES: dict[str, str] = {".pt": "graph", ".pth": "graph", ".pt2": "pt2e", ".onnx": "onnx"}
+#: Domains of QONNX's ``Quant`` node (qonnx's own and FINN's older names).
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn", "finn.custom_op.general")
 
 
 def detect_format(path: str | Path) -> str:
-    """The format of a model file, from its suffix (and, for ONNX, its operators)."""
+    """The format of a model file, from its suffix (and, for ONNX, its operators: a ``Quant``
+    node of a QONNX domain means QONNX)."""
     path = Path(path)
     fmt = SUFFIXES.get(path.suffix.lower())
     if fmt is None:
         known = ", ".join(f"{s} ({f})" for s, f in SUFFIXES.items())
         raise LayerError(f"cannot tell the format of {path} from its suffix {path.suffix!r}; "
                          f"known: {known}; or give --format ({', '.join(FORMATS)})")
+    if fmt == "onnx" and path.is_file():
+        from accel.frontends.onnx_graph import read_onnx
+
+        model = read_onnx(path)
+        if any(n.op_type in ("Quant", "BipolarQuant") and n.domain in QONNX_DOMAINS
+               for n in model.graph.node):
+            return "qonnx"
     return fmt
 
 
