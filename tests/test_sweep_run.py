@@ -223,3 +223,27 @@ def test_killed_sweep_process_resumes(tmp_path):
     rerun = subprocess.run(_sweep_cmd(db), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert _rows_in(db) == 8
+
+
+def test_pool_broken_between_points_loses_them_cleanly(monkeypatch, tmp_path):
+    """A worker dying while the next point is being queued (submit raises BrokenProcessPool) is
+    a lost point with the resume advice, never a traceback out of the sweep."""
+    import concurrent.futures.process as cfp
+    import sim.sweep.executors as ex
+
+    class BreaksOnThirdSubmit(cfp.ProcessPoolExecutor):
+        calls = 0
+
+        def submit(self, *a, **k):
+            type(self).calls += 1
+            if type(self).calls >= 3:
+                raise cfp.BrokenProcessPool("a child process terminated abruptly")
+            return super().submit(*a, **k)
+
+    monkeypatch.setattr(ex, "ProcessPoolExecutor", BreaksOnThirdSubmit)
+    pts = gemm_points()
+    store = ResultStore(tmp_path / "r.db")
+    summary = run_sweep(pts, store, LocalExecutor(1))
+    assert summary.finished >= 1 and summary.lost >= 1 and not summary.complete
+    assert summary.finished + summary.lost <= len(pts)
+    assert len(store.rows()) == summary.finished

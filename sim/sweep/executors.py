@@ -144,9 +144,13 @@ class LocalExecutor(Executor):
             pending: dict[Future, PointSpec] = {}
 
             def submit_one() -> None:
+                """Queue the next point; once the pool broke (a worker died) it is lost at once."""
                 spec = next(todo, None)
                 if spec is not None:
-                    pending[pool.submit(evaluate, spec)] = spec
+                    try:
+                        pending[pool.submit(evaluate, spec)] = spec
+                    except BrokenProcessPool:
+                        pending[_broken()] = spec
 
             # keep the queue short: a killed sweep then loses at most `workers` points in flight,
             # and points are claimed only when a worker is about to start them
@@ -180,6 +184,13 @@ class LocalExecutor(Executor):
             raise
         if kept is None:
             pool.shutdown(wait=True)
+
+
+def _broken() -> Future:
+    """A future that already failed with BrokenProcessPool: a point the broken pool refused."""
+    fut: Future = Future()
+    fut.set_exception(BrokenProcessPool("the pool broke before this point could start"))
+    return fut
 
 
 class DaskExecutor(Executor):
