@@ -1,14 +1,16 @@
 """The compiled co-simulation: harness vs golden model, cycles, fault reports, whole models.
 
 * Random GEMMs of three configurations (plain and OverQ, wrap and saturate, acc_depth 1 and
-  larger, signed and unsigned lanes, Q > P) on the Verilator harness: every y beat equals the
-  golden model (values and both flags, operands at the rails so the flags fire), with random
-  gaps and y back-pressure too; cycles equal the closed form under the canonical stimulus.
+  larger, signed and unsigned lanes, Q > P, ports wider than 64 bits: w 72, b and y 144) on the
+  Verilator harness, and a 16x16 OverQ array (slow): every y beat equals the golden model
+  (values and both flags, operands at the rails so the flags fire), with random gaps and y
+  back-pressure too; cycles equal the closed form under the canonical stimulus.
 * Fault injection: a flipped bit of a received y beat (value or flag) is reported with layer,
   GEMM, (t, o), both values, the seed and a cocotb replay command, and that command's replay runs
   the same job edge for edge.
 * Whole shipped digits checkpoints through the rtl back end give exactly the golden back end's
-  logits, accuracy, events and cycles (plain and OverQ); GEMMs in parallel (local processes,
+  logits, accuracy, events and cycles (plain, OverQ, and a P so narrow that both accumulators
+  overflow: the RTL's flags are the golden model's); GEMMs in parallel (local processes,
   Dask) give the same outcomes; the cache resumes.
 
 Harness builds are cached under sim_build/ by configuration hash (one per configuration here).
@@ -36,11 +38,16 @@ CHECKPOINTS = Path(__file__).parent.parent / "models" / "checkpoints"
 #: The cocotb suite's 4x4 configuration (its cocotb build is shared by the replay test).
 PLAIN = ArrayConfig(rows=4, cols=4, act_bits=8, weight_bits=8, pe_acc_bits=16,
                     overflow="saturate", acc_depth=8)
-SIGNED = ArrayConfig(rows=2, cols=3, act_bits=4, act_signed=True, weight_bits=4, pe_acc_bits=8,
-                     out_acc_bits=12, overflow="wrap", acc_depth=1)
+#: Ports wider than 64 bits (w_data 72, b_data and y_data 144): the driver's wide-port accessors.
+SIGNED = ArrayConfig(rows=2, cols=9, act_bits=4, act_signed=True, weight_bits=8, pe_acc_bits=12,
+                     out_acc_bits=16, overflow="wrap", acc_depth=1)
 OVERQ = ArrayConfig(rows=4, cols=3, act_bits=4, weight_bits=4, pe_acc_bits=12, out_acc_bits=16,
                     overflow="saturate", acc_depth=4, overq=OverQConfig(mode="range", cascade=1))
 CONFIGS = [PLAIN, SIGNED, OVERQ]
+#: Every port wide, OverQ tags on the x lanes (w_data 128, y_data 320 bits); a long build.
+WIDE_OVERQ = ArrayConfig(rows=16, cols=16, act_bits=4, weight_bits=8, pe_acc_bits=16,
+                         out_acc_bits=20, overflow="saturate", acc_depth=4,
+                         overq=OverQConfig(mode="range", cascade=1))
 
 pytestmark = pytest.mark.skipif(simulator_missing("verilator") is not None,
                                 reason=str(simulator_missing("verilator")))
@@ -68,7 +75,8 @@ def _ops(config, shape, seed, dist):
     return x, w, b
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+@pytest.mark.parametrize("config", [*CONFIGS, pytest.param(WIDE_OVERQ, marks=pytest.mark.slow)],
+                         ids=lambda c: c.name)
 def test_harness_equals_golden(config):
     from sim.cosim.gemm import GemmJob, StimulusSpec, run_gemm
 
@@ -224,11 +232,13 @@ def _harness_edges(config, folder):
 
 
 @pytest.mark.parametrize("name, config", [("cnn_a2qplus_n8_p16_s0.pt", PLAIN),
-                                          ("cnn_baseline_n4_p32_s0.pt", OVERQ)],
-                         ids=["plain", "overq"])
+                                          ("cnn_baseline_n4_p32_s0.pt", OVERQ),
+                                          ("mlp_baseline_n8_p32_s0.pt", PLAIN)],
+                         ids=["plain", "overq", "overflowing"])
 def test_checkpoint_through_rtl_equals_golden(name, config):
     """The whole model on the RTL: the golden back end's logits, accuracy, statistics and the
-    cycle meter's cycles, with blocks of 3 batches split into per-batch GEMMs."""
+    cycle meter's cycles, with blocks of 3 batches split into per-batch GEMMs. The baseline MLP
+    (trained for P = 32) on P = 16 overflows in both accumulators of both layers."""
     from sim.cosim.backend import RtlBackend
 
     graph = _model(name)
@@ -249,6 +259,10 @@ def test_checkpoint_through_rtl_equals_golden(name, config):
         assert cos.gemms == 3 and cos.cycles == cos.closed_form == g.cycles
     if config.overq is not None:
         assert sum(s.overq.outliers for s in rtl.layers) > 0
+    if name.startswith("mlp_baseline"):    # the flags the RTL sent back fired, in every layer
+        assert all(s.pe_overflow_outputs > 0 or s.acc_overflow_outputs > 0 for s in rtl.layers)
+        assert sum(s.pe_overflow_outputs for s in rtl.layers) > 0
+        assert sum(s.acc_overflow_outputs for s in rtl.layers) > 0
     from accel.executor import Executor
 
     want = Executor(graph, GoldenBackend(config)).run(x).logits
