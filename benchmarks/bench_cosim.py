@@ -18,7 +18,8 @@ Targets: 1,000,000 simulated cycles per CPU second for 8x8 on the harness, and a
 the raw loop's speed (whole models: the digits CNN's 0.5 M cycles in well under a second of
 harness time).
 
-    python benchmarks/bench_cosim.py [--sizes 8 16] [--vectors 20000] [--json out/bench_cosim.json]
+    python benchmarks/bench_cosim.py [--sizes 8 16] [--vectors 20000] [--no-cocotb] [--no-e2e]
+        [--no-resnet] [--json out/bench_cosim.json]
 """
 
 from __future__ import annotations
