@@ -178,11 +178,11 @@ def layer_stats(node: ArrayLayer, input_shape: tuple[int, ...], run: LayerRun) -
                     output_shape=list(sh.out_shape), t=sh.t, k=sh.k, o=sh.o, layer_groups=sh.groups)
     st.outputs = int(run.acc.size)
     st.pe_events, st.acc_events = int(run.pe_events), int(run.acc_events)
-    if run.pe_overflow is not None:
-        st.pe_overflow_outputs = int(run.pe_overflow.sum())
-        st.acc_overflow_outputs = int(run.acc_overflow.sum())
-        st.affected_outputs = int((run.pe_overflow | run.acc_overflow).sum())
-    st.exact_mismatches = int((run.acc != run.exact).sum())
+    if run.pe_overflow is not None and (run.pe_events or run.acc_events):
+        st.pe_overflow_outputs = np.count_nonzero(run.pe_overflow)
+        st.acc_overflow_outputs = np.count_nonzero(run.acc_overflow)
+        st.affected_outputs = np.count_nonzero(run.pe_overflow | run.acc_overflow)
+    st.exact_mismatches = 0 if run.acc is run.exact else np.count_nonzero(run.acc != run.exact)
     if run.extremes is not None:
         e = run.extremes
         st.pe_psum_min, st.pe_psum_max, st.acc_min, st.acc_max = e.pe_min, e.pe_max, e.acc_min, e.acc_max
@@ -209,11 +209,12 @@ def _agree(stats: LayerStats, got: np.ndarray, want: np.ndarray, lsb: Any = None
         d = np.where(eq, 0.0, np.abs(g - w) / lsb)
         d = np.where(eq, 0, np.where(d <= 1, 1, 2))
     else:
-        d = np.abs(np.asarray(got, np.int64) - np.asarray(want, np.int64))
+        d = np.subtract(got, want, dtype=np.int64)
+        np.abs(d, out=d)
     a = stats.agreement
     a["compared"] = a.get("compared", 0) + int(d.size)
-    a["equal"] = a.get("equal", 0) + int((d == 0).sum())
-    a["within_1lsb"] = a.get("within_1lsb", 0) + int((d <= 1).sum())
+    a["equal"] = a.get("equal", 0) + (d.size - np.count_nonzero(d))
+    a["within_1lsb"] = a.get("within_1lsb", 0) + np.count_nonzero(d <= 1)
 
 
 def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBackend,

@@ -49,7 +49,7 @@ def _simulate(path: Path, cfg: ArrayConfig, capsys, extra: tuple[str, ...] = ())
 def test_simulate_and_sweep_agree(path, overq, capsys):
     cfg = _config(path, overq)
     n = SAMPLES[load_graph(path).meta.get("dataset")]
-    sim = _simulate(path, cfg, capsys, ("--limit", str(n)))       # batches of 32 images
+    sim = _simulate(path, cfg, capsys, ("--limit", str(n)))       # batches of 256 images
     row = evaluate_point(PointSpec(config=cfg, model="cnn", checkpoint=str(path),
                                    adversarial=False, options={"limit": n}))    # all at once
     assert sim["samples"] == row["samples"] == n

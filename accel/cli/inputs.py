@@ -47,7 +47,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                    help="then divide by this standard deviation (one, or one per channel)")
     g.add_argument("--layout", choices=("nchw", "nhwc"), default=None,
                    help="layout of image files (default nchw; nhwc is moved to NCHW)")
-    g.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    g.add_argument("--batch", type=int, default=256,
+                   help="images per batch, one GEMM stream per layer (default 256)")
     g.add_argument("--limit", type=int, default=None, help="first N samples only")
     g.add_argument("--seed", type=int, default=0, help="seed of built-in models and data (default 0)")
 
