@@ -81,6 +81,9 @@ def test_cosim_help_has_examples(capsys):
         main(["cosim", "--help"])
     out = capsys.readouterr().out
     assert "accel cosim models/checkpoints/cnn_a2qplus_n8_p20_s0.pt" in out and "--replay" in out
+    # GEMMs of 32 images (parallel, resumable, quick to replay), not the executor's 256-image batch
+    assert "images per GEMM: one GEMM per layer, batch and group, each from reset (default 32)" \
+        in " ".join(out.split())
 
 
 def test_verify_replay_errors(tmp_path, capsys):

@@ -32,7 +32,9 @@ reruns it under cocotb with waves. Harness builds are cached by configuration ha
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_model_arguments(parser)
-        add_data_arguments(parser)
+        # small GEMMs: they run in parallel, resume one by one and replay quickly under cocotb
+        add_data_arguments(parser, batch=32, batch_help="images per GEMM: one GEMM per layer, "
+                           "batch and group, each from reset")
         s = parser.add_argument_group("stimulus (default canonical: no gaps, y_ready = 1)")
         s.add_argument("--gaps", type=float, default=0.0, metavar="P",
                        help="probability of a gap before each w, b and x beat (default 0)")
