@@ -179,10 +179,10 @@ def layer_stats(node: ArrayLayer, input_shape: tuple[int, ...], run: LayerRun) -
     st.outputs = int(run.acc.size)
     st.pe_events, st.acc_events = int(run.pe_events), int(run.acc_events)
     if run.pe_overflow is not None and (run.pe_events or run.acc_events):
-        st.pe_overflow_outputs = np.count_nonzero(run.pe_overflow)
-        st.acc_overflow_outputs = np.count_nonzero(run.acc_overflow)
-        st.affected_outputs = np.count_nonzero(run.pe_overflow | run.acc_overflow)
-    st.exact_mismatches = 0 if run.acc is run.exact else np.count_nonzero(run.acc != run.exact)
+        st.pe_overflow_outputs = int(np.count_nonzero(run.pe_overflow))
+        st.acc_overflow_outputs = int(np.count_nonzero(run.acc_overflow))
+        st.affected_outputs = int(np.count_nonzero(run.pe_overflow | run.acc_overflow))
+    st.exact_mismatches = 0 if run.acc is run.exact else int(np.count_nonzero(run.acc != run.exact))
     if run.extremes is not None:
         e = run.extremes
         st.pe_psum_min, st.pe_psum_max, st.acc_min, st.acc_max = e.pe_min, e.pe_max, e.acc_min, e.acc_max
@@ -213,8 +213,8 @@ def _agree(stats: LayerStats, got: np.ndarray, want: np.ndarray, lsb: Any = None
         np.abs(d, out=d)
     a = stats.agreement
     a["compared"] = a.get("compared", 0) + int(d.size)
-    a["equal"] = a.get("equal", 0) + (d.size - np.count_nonzero(d))
-    a["within_1lsb"] = a.get("within_1lsb", 0) + np.count_nonzero(d <= 1)
+    a["equal"] = a.get("equal", 0) + int(d.size - np.count_nonzero(d))
+    a["within_1lsb"] = a.get("within_1lsb", 0) + int(np.count_nonzero(d <= 1))
 
 
 def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBackend,

@@ -9,6 +9,7 @@ operands or the golden stepping.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -212,6 +213,7 @@ def test_simulate_accuracy_reference_and_agreement():
     assert a["compared"] == wrong.size and a["equal"] == wrong.size - 1
     assert a["within_1lsb"] == wrong.size
     assert [s.name for s in res.layers] == ["c", "fc"] and res.to_dict()["samples"] == 6
+    json.dumps(res.to_dict())              # counts are plain ints (results stores, --json)
 
 
 def test_stats_merge_over_batches():
@@ -226,3 +228,5 @@ def test_stats_merge_over_batches():
             (b.pe_events, b.acc_events, b.outputs, b.affected_outputs, b.t)
         assert b.input_shape[0] == 8
     assert sum(s.pe_events for s in split.layers) > 0
+    assert sum(s.affected_outputs for s in split.layers) > 0
+    json.dumps(split.to_dict())            # overflow counts too

@@ -22,6 +22,7 @@ VERBS: list[tuple[str, str, str]] = [
     ("generate", "accel.cli.generate", "Generate"),
     ("verify", "accel.cli.verify", "Verify"),
     ("simulate", "accel.cli.simulate", "Simulate"),
+    ("cosim", "accel.cli.cosim", "Cosim"),
     ("certify", "accel.cli.certify", "Certify"),
     ("quantize", "accel.cli.quantize", "Quantize"),
     ("synth", "accel.cli.synth", "Synth"),
