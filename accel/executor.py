@@ -15,7 +15,8 @@ AvgPool) keep their multipliers, scale their zero points by 2^F and clamp to the
 instead of N bits (outliers survive to reach the encoder; an input clamp narrower than N bits does
 not apply); clamps scale their bounds; array layers count in 2^-F accumulator steps (bias × 2^F);
 dequantisation divides by 2^F. Activations must be unsigned with zero point 0 (a zero lane is a
-real zero).
+real zero) where they enter an array layer; signed codes that only host operations read (a
+residual branch before its Add) keep their N-bit range, in the same units.
 """
 
 from __future__ import annotations
@@ -70,14 +71,17 @@ def overq_node(node: Node, config: Any) -> Node:
     f, lane_hi = config.frac_bits, config.lane_range[1]
 
     def codes(n: Node, **kw: Any) -> Node:
-        if n.signed:
-            raise LayerError(f"node {n.name!r}: OverQ lanes take unsigned codes; this node "
-                             "produces signed ones")
+        if n.signed:        # host-side only (e.g. a residual branch before its Add): N-bit range
+            return dataclasses.replace(n, bits=n.bits + f, zero_point=n.zero_point << f,
+                                       lo=n.lo << f, hi=n.hi << f, **kw)
         return dataclasses.replace(n, bits=config.lane_bits, zero_point=n.zero_point << f,
                                    lo=n.lo << f, hi=lane_hi, **kw)
 
     if isinstance(node, ArrayLayer):
         lay = node.layer
+        if lay.act_signed:
+            raise LayerError(f"layer {lay.name!r}: OverQ lanes take unsigned codes; this layer "
+                             "takes signed ones")
         if lay.input_zero_point != 0:
             raise LayerError(f"layer {lay.name!r}: OverQ lanes need input zero point 0 (a zero "
                              f"lane is a real zero), not {lay.input_zero_point}")

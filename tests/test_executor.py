@@ -189,9 +189,14 @@ def test_overq_needs_zero_point_zero_and_unsigned():
     cfg = ArrayConfig(rows=4, act_bits=4, weight_bits=4, pe_acc_bits=24, overq=OverQConfig())
     with pytest.raises(LayerError, match="OverQ lanes need input zero point 0"):
         overq_node(ArrayLayer(name="c", inputs=("q",), layer=lay), cfg)
-    signed = Requantize(name="r", inputs=("a",), multiplier=[1.0], scale=1.0, signed=True)
+    signed_in = dataclasses.replace(lay, input_zero_point=0, act_signed=True)
     with pytest.raises(LayerError, match="OverQ lanes take unsigned codes"):
-        overq_node(signed, cfg)
+        overq_node(ArrayLayer(name="c", inputs=("q",), layer=signed_in), cfg)
+    # signed codes only host operations read (a residual branch) keep their range, in 2^-F units
+    signed = Requantize(name="r", inputs=("a",), multiplier=[1.0], scale=1.0, signed=True)
+    f = cfg.frac_bits
+    branch = overq_node(signed, cfg)
+    assert (branch.lo, branch.hi, branch.bits) == (signed.lo << f, signed.hi << f, signed.bits + f)
 
 
 def test_simulate_accuracy_reference_and_agreement():
