@@ -15,7 +15,8 @@ AvgPool) keep their multipliers, scale their zero points by 2^F and clamp to the
 instead of N bits (outliers survive to reach the encoder; an input clamp narrower than N bits does
 not apply); clamps scale their bounds; array layers count in 2^-F accumulator steps (bias × 2^F);
 dequantisation divides by 2^F. Activations must be unsigned with zero point 0 (a zero lane is a
-real zero).
+real zero) where they enter an array layer; signed codes that only host operations read (a
+residual branch before its Add) keep their N-bit range, in the same units.
 """
 
 from __future__ import annotations
@@ -70,14 +71,17 @@ def overq_node(node: Node, config: Any) -> Node:
     f, lane_hi = config.frac_bits, config.lane_range[1]
 
     def codes(n: Node, **kw: Any) -> Node:
-        if n.signed:
-            raise LayerError(f"node {n.name!r}: OverQ lanes take unsigned codes; this node "
-                             "produces signed ones")
+        if n.signed:        # host-side only (e.g. a residual branch before its Add): N-bit range
+            return dataclasses.replace(n, bits=n.bits + f, zero_point=n.zero_point << f,
+                                       lo=n.lo << f, hi=n.hi << f, **kw)
         return dataclasses.replace(n, bits=config.lane_bits, zero_point=n.zero_point << f,
                                    lo=n.lo << f, hi=lane_hi, **kw)
 
     if isinstance(node, ArrayLayer):
         lay = node.layer
+        if lay.act_signed:
+            raise LayerError(f"layer {lay.name!r}: OverQ lanes take unsigned codes; this layer "
+                             "takes signed ones")
         if lay.input_zero_point != 0:
             raise LayerError(f"layer {lay.name!r}: OverQ lanes need input zero point 0 (a zero "
                              f"lane is a real zero), not {lay.input_zero_point}")
@@ -178,11 +182,11 @@ def layer_stats(node: ArrayLayer, input_shape: tuple[int, ...], run: LayerRun) -
                     output_shape=list(sh.out_shape), t=sh.t, k=sh.k, o=sh.o, layer_groups=sh.groups)
     st.outputs = int(run.acc.size)
     st.pe_events, st.acc_events = int(run.pe_events), int(run.acc_events)
-    if run.pe_overflow is not None:
-        st.pe_overflow_outputs = int(run.pe_overflow.sum())
-        st.acc_overflow_outputs = int(run.acc_overflow.sum())
-        st.affected_outputs = int((run.pe_overflow | run.acc_overflow).sum())
-    st.exact_mismatches = int((run.acc != run.exact).sum())
+    if run.pe_overflow is not None and (run.pe_events or run.acc_events):
+        st.pe_overflow_outputs = int(np.count_nonzero(run.pe_overflow))
+        st.acc_overflow_outputs = int(np.count_nonzero(run.acc_overflow))
+        st.affected_outputs = int(np.count_nonzero(run.pe_overflow | run.acc_overflow))
+    st.exact_mismatches = 0 if run.acc is run.exact else int(np.count_nonzero(run.acc != run.exact))
     if run.extremes is not None:
         e = run.extremes
         st.pe_psum_min, st.pe_psum_max, st.acc_min, st.acc_max = e.pe_min, e.pe_max, e.acc_min, e.acc_max
@@ -209,11 +213,12 @@ def _agree(stats: LayerStats, got: np.ndarray, want: np.ndarray, lsb: Any = None
         d = np.where(eq, 0.0, np.abs(g - w) / lsb)
         d = np.where(eq, 0, np.where(d <= 1, 1, 2))
     else:
-        d = np.abs(np.asarray(got, np.int64) - np.asarray(want, np.int64))
+        d = np.subtract(got, want, dtype=np.int64)
+        np.abs(d, out=d)
     a = stats.agreement
     a["compared"] = a.get("compared", 0) + int(d.size)
-    a["equal"] = a.get("equal", 0) + int((d == 0).sum())
-    a["within_1lsb"] = a.get("within_1lsb", 0) + int((d <= 1).sum())
+    a["equal"] = a.get("equal", 0) + int(d.size - np.count_nonzero(d))
+    a["within_1lsb"] = a.get("within_1lsb", 0) + int(np.count_nonzero(d <= 1))
 
 
 def simulate(graph: Graph, batches: Iterable[tuple[Any, Any]], backend: ArrayBackend,

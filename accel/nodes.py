@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -76,11 +77,15 @@ def fma_f32(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """
     p = np.asarray(x, np.float32).astype(np.float64) * np.asarray(y, np.float32).astype(np.float64)
     z = np.asarray(z, np.float32).astype(np.float64)
-    s = p + z
+    s = np.asarray(p + z)
     bp = s - z
-    err = (p - bp) + (z - (s - bp))
-    odd = (s.view(np.int64) & 1) == 1
-    s = np.where((err != 0) & ~odd, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+    err = p - bp
+    err += z - (s - bp)
+    fix = err != 0                                      # inexact and even: round to odd
+    fix &= (s.view(np.int64) & 1) == 0
+    if fix.any():                                       # rare: most sums are exact in float64
+        s = np.array(s, copy=True) if s.ndim == 0 else s
+        s[fix] = np.nextafter(s[fix], np.copysign(np.inf, np.broadcast_to(err, s.shape)[fix]))
     return s.astype(np.float32)
 
 
@@ -484,21 +489,34 @@ class _Window:
             n -= 1
         return n
 
-    def _windows(self, v: np.ndarray, fill: int, extra: int | None = None) -> np.ndarray:
-        """``[N, C, Ho, Wo, kh, kw]`` view of the padded input: ``fill`` in the padding, ``extra``
-        (default ``fill``) past it, where ceil_mode windows run over the edge."""
+    def _windows(self, v: np.ndarray, fill: int, extra: int | None = None) -> Iterator[np.ndarray]:
+        """The window positions of the padded input, row-major: for each ``(i, j)`` of the
+        kernel, ``[N, C, Ho, Wo]`` (strided views) of the element at that position of every
+        window. ``fill`` in the padding, ``extra`` (default ``fill``) past it, where ceil_mode
+        windows run over the edge. Reductions over windows are ``kh * kw`` whole-array passes."""
         if v.ndim != 4:
             raise LayerError(f"node {self.name!r} ({self.op}) needs NCHW input, not shape {v.shape}")
         (ph, pw), (kh, kw), (sh, sw) = self.padding, self.kernel, self.stride
         ho, wo = self._out(v.shape[2], kh, sh, ph), self._out(v.shape[3], kw, sw, pw)
         eh = max(0, (ho - 1) * sh + kh - v.shape[2] - 2 * ph)     # ceil_mode: past the padding
         ew = max(0, (wo - 1) * sw + kw - v.shape[3] - 2 * pw)
-        p = np.pad(v, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+        p = v
+        if ph or pw:
+            p = np.pad(p, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
         if eh or ew:
             p = np.pad(p, ((0, 0), (0, 0), (0, eh), (0, ew)),
                        constant_values=fill if extra is None else extra)
-        win = np.lib.stride_tricks.sliding_window_view(p, (kh, kw), axis=(2, 3))
-        return win[:, :, ::sh, ::sw][:, :, :ho, :wo]
+        for i in range(kh):
+            for j in range(kw):
+                yield p[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+
+    def _reduce(self, v: np.ndarray, ufunc: np.ufunc, fill: int,
+                extra: int | None = None) -> np.ndarray:
+        """``ufunc`` reduced over every window (:meth:`_windows`), ``[N, C, Ho, Wo]``."""
+        out = None
+        for pos in self._windows(v, fill, extra):
+            out = pos.copy() if out is None else ufunc(out, pos, out=out)
+        return out
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -520,7 +538,8 @@ class MaxPool(_Window, Node):
 
     def apply(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v)
-        return self._windows(v, np.iinfo(np.int64).min).max(axis=(-2, -1))
+        return self._reduce(v, np.maximum, np.iinfo(v.dtype).min if v.dtype.kind == "i"
+                            else np.iinfo(np.int64).min)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -589,12 +608,12 @@ class AvgPool(_Window, _Codes):
             s = v.sum(axis=(2, 3), keepdims=True)
             n = np.full(s.shape, v.shape[2] * v.shape[3], dtype=np.int64)
         else:
-            s = self._windows(v, 0).sum(axis=(-2, -1))
+            s = self._reduce(v, np.add, 0)
             # the divisor counts the codes (and with count_include_pad the padding) a window
             # covers, never the part past the padding that ceil_mode adds
-            ones = self._windows(np.ones((1, 1, *v.shape[2:]), np.int64),
-                                 1 if self.count_include_pad else 0, 0)
-            n = np.broadcast_to(ones.sum(axis=(-2, -1)), s.shape)
+            ones = self._reduce(np.ones((1, 1, *v.shape[2:]), np.int64), np.add,
+                                1 if self.count_include_pad else 0, 0)
+            n = np.broadcast_to(ones, s.shape)
         if self.mode == "f32_mean":
             return self._f32_mean(v, n)
         if self.mode == "sum_shift":
@@ -614,11 +633,14 @@ class AvgPool(_Window, _Codes):
         """Mode ``f32_mean`` (class docstring) on codes ``v`` with the zero point removed."""
         f32 = np.float32
         d = f32(self.input_scale) * v.astype(f32)
-        win = d.reshape(*d.shape[:2], 1, 1, *d.shape[2:]) if self.global_pool else self._windows(d, 0)
-        acc = np.zeros(win.shape[:4], f32)
-        for i in range(win.shape[4]):                 # one fp32 add per window position, in order
-            for j in range(win.shape[5]):
-                acc += win[..., i, j]
+        if self.global_pool:                          # every position of the map is a window position
+            positions = (d[:, :, i:i + 1, j:j + 1] for i in range(d.shape[2])
+                         for j in range(d.shape[3]))
+        else:
+            positions = self._windows(d, 0)
+        acc = None
+        for pos in positions:                         # one fp32 add per window position, in order
+            acc = pos + f32(0) if acc is None else np.add(acc, pos, out=acc)
         q = acc / n.astype(f32)
         q /= f32(self.scale)
         q += f32(self.zero_point)

@@ -96,15 +96,22 @@ def _save(ckpt_dir: Path | None, name: str, result, meta: dict[str, Any], log=pr
         result.graph.save(ckpt_dir / f"{name.replace('+', 'plus')}.pt")
 
 
-def run_seed(seed: int, ckpt_dir: Path | None, log, study: Study = STUDIES["cnn"]) -> dict[str, Any]:
-    """Every row of ``study``'s table for one seed (JSON-able)."""
+def run_seed(seed: int, ckpt_dir: Path | None, log, study: Study = STUDIES["cnn"],
+             save=None) -> dict[str, Any]:
+    """Every row of ``study``'s table for one seed (JSON-able); ``save(result)`` is called after
+    every row with the rows so far (``"complete": False`` until the last)."""
     recipe, data, prefix = study.recipe, study.data, study.prefix
     xtr, ytr, xte, yte = DATASETS[data][0]()
     t0 = time.time()
     fmodel, facc = train_float(study.model, seed, recipe, data=data)
     prov = provenance(seed, recipe)
     out: dict[str, Any] = {"seed": seed, "study": study.model, "provenance": prov, "float": facc,
-                           "rows": []}
+                           "rows": [], "complete": False}
+
+    def add(row: dict[str, Any]) -> None:
+        out["rows"].append(row)
+        if save is not None:
+            save(out)
     log(f"seed {seed}: float {facc:.4f} ({time.time() - t0:.0f}s)")
     if ckpt_dir is not None and seed == 0:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -116,14 +123,14 @@ def run_seed(seed: int, ckpt_dir: Path | None, log, study: Study = STUDIES["cnn"
         if bits == 8:
             row = {"quantizer": "baseline", "bits": bits, "p": 32,
                    **_evaluate(base.graph, xte, yte, bits, 32)}
-            out["rows"].append(row)
+            add(row)
         if ckpt_dir is not None and seed == 0:
             _save(ckpt_dir, f"{prefix}_baseline_n{bits}_p32_s0", base,
                   _meta("baseline", bits, 32, prov, _evaluate(base.graph, xte, yte, bits, 32),
                         model=study.model))
         for p in ps:
             set_array_config(base.qmodel, pe_acc_bits=p, out_acc_bits=p)
-            out["rows"].append({"quantizer": "baseline", "bits": bits, "p": p,
+            add({"quantizer": "baseline", "bits": bits, "p": p,
                                 **_evaluate(export_graph(base.qmodel, {"dataset": data}), xte, yte,
                                             bits, p)})
         log(f"seed {seed}: baseline {bits}-bit ({time.time() - t0:.0f}s)")
@@ -133,7 +140,7 @@ def run_seed(seed: int, ckpt_dir: Path | None, log, study: Study = STUDIES["cnn"
                 try:
                     res = train_quant(fmodel, qn, _config(bits, p), seed, recipe, data=data)
                 except OAQError as e:
-                    out["rows"].append({"quantizer": qn, "bits": bits, "p": p, "error": str(e)})
+                    add({"quantizer": qn, "bits": bits, "p": p, "error": str(e)})
                     log(f"seed {seed}: {qn} {bits}-bit P={p} failed: {e}")
                     continue
                 ev = _evaluate(res.graph, xte, yte, bits, p)
@@ -141,12 +148,13 @@ def run_seed(seed: int, ckpt_dir: Path | None, log, study: Study = STUDIES["cnn"
                        "fake_quant_accuracy": res.fake_quant_accuracy}
                 if res.oaq is not None:
                     row["oaq"] = res.oaq
-                out["rows"].append(row)
+                add(row)
                 log(f"seed {seed}: {qn} {bits}-bit P={p}: {ev['accuracy']:.4f} "
                     f"({time.time() - t0:.0f}s)")
                 if ckpt_dir is not None and seed == 0 and p in study.checkpoint_p[bits]:
                     _save(ckpt_dir, f"{prefix}_{qn}_n{bits}_p{p}_s0", res,
                           _meta(qn, bits, p, prov, ev, res.oaq, model=study.model))
+    out["complete"] = True
     return out
 
 
@@ -198,7 +206,10 @@ def table(rows_by_seed: list[dict[str, Any]]) -> str:
                 rows = groups.get((bits, p, qn), [])
                 ok = [x["accuracy"] for x in rows if "error" not in x]
                 fails = len(rows) - len(ok)
-                cells.append((_ms(ok) if ok else "-") + (f" ({fails} failed)" if fails else ""))
+                short = f" ({len(rows)} of {len(rows_by_seed)} seeds)" if 0 < len(rows) < len(
+                    rows_by_seed) else ""
+                cells.append((_ms(ok) if ok else "-") + (f" ({fails} failed)" if fails else "")
+                             + short)
             base = groups.get((bits, p, "baseline"), [])
             layers = [lay["name"] for lay in base[0]["layers"]] if base else []
             ev = ", ".join(
@@ -242,9 +253,15 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--mlp writes checkpoints: give --checkpoints DIR")
         mlp_checkpoints(args.checkpoints, Recipe(), lambda m: print(m, flush=True))
     for seed in args.seeds:
-        res = run_seed(seed, args.checkpoints, lambda m: print(m, flush=True),
-                       STUDIES[args.study])
-        (args.out / f"seed{seed}.json").write_text(json.dumps(res, indent=1) + "\n")
+        path = args.out / f"seed{seed}.json"
+
+        def save(res: dict[str, Any], path: Path = path) -> None:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(res, indent=1) + "\n")
+            tmp.replace(path)
+
+        save(run_seed(seed, args.checkpoints, lambda m: print(m, flush=True),
+                      STUDIES[args.study], save))
     return 0
 
 

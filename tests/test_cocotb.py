@@ -116,8 +116,10 @@ def test_injected_fault_is_reported() -> None:
 
 
 @pytest.mark.parametrize("kw, msg", [
-    ({"scenario": "nope"}, "unknown scenario 'nope'; valid scenarios are all, cycles, canonical"),
+    ({"scenario": "nope"}, "unknown scenario 'nope'; valid scenarios are all, cycles, replay, "
+                           "canonical"),
     ({"scenario": "cycles"}, "scenario 'cycles' needs shapes"),
+    ({"scenario": "replay"}, "scenario 'replay' needs replay: the folder of a saved GEMM job"),
     ({"sim": "icarus", "xcheck": True}, "X-check mode needs Verilator"),
     ({"waves": "vcd2"}, "waves must be one of fst, vcd or None, not 'vcd2'"),
 ])

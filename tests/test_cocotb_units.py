@@ -13,7 +13,7 @@ from sim.tb.coverage import overflow_bins, shape_bins
 from sim.tb.harness import TbLayout, write_wrapper
 from sim.tb.scenarios import _row_with_sum, make_jobs, reachable_bins
 from sim.tb.scoreboard import Scoreboard
-from sim.tb.streams import ProtocolChecker, ProtocolError, Sink, Source
+from sim.tb.streams import ProtocolChecker, ProtocolError, Sink, Source, Stimulus, random_stimulus
 
 CFG = ArrayConfig(rows=2, cols=3, act_bits=4, weight_bits=4, pe_acc_bits=8, acc_depth=2)
 
@@ -95,6 +95,58 @@ def test_sink_drops_are_bounded() -> None:
     runs = [len(r) for r in "".join("1" if p else "0" for p in pattern).split("1") if r]
     assert runs and all(r % 3 == 0 for r in runs)   # drops of exactly 3 edges, maybe back to back
     assert Sink().ready
+
+
+def test_sink_follows_a_pattern() -> None:
+    s = Sink(pattern=np.array([True, False, False, True]))
+    seen = [s.ready]
+    for _ in range(5):
+        s.advance()
+        seen.append(s.ready)
+    assert seen == [True, False, False, True, True, True]     # 1 once the pattern ends
+
+
+def test_random_stimulus() -> None:
+    counts = {"w": 40, "b": 5, "x": 300}
+    a = random_stimulus(counts, 1000, 7, 0.3, 4, 0.1, 6)
+    b = random_stimulus(counts, 1000, 7, 0.3, 4, 0.1, 6)
+    assert all(np.array_equal(a.gaps[k], b.gaps[k]) for k in counts)   # deterministic
+    assert np.array_equal(a.y_ready, b.y_ready) and not a.canonical
+    assert {k: len(v) for k, v in a.gaps.items()} == counts
+    assert 1 <= a.max_gap <= 4 and a.gaps["x"].min() == 0
+    assert 1 <= a.max_stall and a.y_ready.size == 1000 and a.y_ready.mean() > 0.3
+    assert random_stimulus(counts, 100, 7).canonical
+    assert Stimulus().canonical and Stimulus().max_gap == Stimulus().max_stall == 0
+    with pytest.raises(ValueError, match=r"gap_prob must be a probability in \[0, 1\), not 1.5"):
+        random_stimulus(counts, 10, 0, gap_prob=1.5, max_gap=2)
+    with pytest.raises(ValueError, match="max_stall must be a positive number of edges"):
+        random_stimulus(counts, 10, 0, stall_prob=0.1, max_stall=0)
+
+
+def test_stimulus_save_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    st = random_stimulus({"w": 3, "b": 1, "x": 9}, 50, 3, 0.5, 2, 0.5, 3)
+    st.save(tmp_path / "s.npz")
+    back = Stimulus.load(tmp_path / "s.npz")
+    assert back.seed == 3 and np.array_equal(back.y_ready, st.y_ready)
+    assert all(np.array_equal(back.gaps[k], st.gaps[k]) for k in "wbx")
+    Stimulus().save(tmp_path / "c.npz")
+    assert Stimulus.load(tmp_path / "c.npz").canonical
+
+
+def test_replay_folder_roundtrip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sim.tb.scenarios import replay_job, save_replay
+
+    st = random_stimulus({"w": 8, "b": 2, "x": 6}, 40, 1, 0.5, 2, 0.0, 0)
+    x, w = np.arange(6).reshape(3, 2), -np.ones((2, 4), np.int64)
+    save_replay(tmp_path / "j", x, w, None, st)
+    job = replay_job(tmp_path / "j")
+    assert np.array_equal(job.x, x) and np.array_equal(job.w, w) and job.bias is None
+    assert not job.canonical and np.array_equal(job.stimulus.gaps["w"], st.gaps["w"])
+    assert make_jobs(CFG, "replay", 0, replay=str(tmp_path / "j"))[0].shape == (3, 2, 4)
+    with pytest.raises(ValueError, match="replay folder .* has no x.npy; it must hold x.npy"):
+        replay_job(tmp_path)
+    with pytest.raises(ValueError, match="scenario 'replay' needs the folder of a saved GEMM"):
+        make_jobs(CFG, "replay", 0)
 
 
 def test_checker_rules() -> None:
@@ -189,7 +241,7 @@ def test_scenarios_are_seeded() -> None:
 
 
 @pytest.mark.parametrize("args, msg", [
-    (("nope", 1), "unknown scenario 'nope'; valid scenarios are all, cycles, canonical"),
+    (("nope", 1), "unknown scenario 'nope'; valid scenarios are all, cycles, replay, canonical"),
     (("cycles", 1), "scenario 'cycles' needs GEMM shapes"),
 ])
 def test_scenario_errors(args: tuple, msg: str) -> None:

@@ -9,6 +9,7 @@ operands or the golden stepping.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -188,9 +189,14 @@ def test_overq_needs_zero_point_zero_and_unsigned():
     cfg = ArrayConfig(rows=4, act_bits=4, weight_bits=4, pe_acc_bits=24, overq=OverQConfig())
     with pytest.raises(LayerError, match="OverQ lanes need input zero point 0"):
         overq_node(ArrayLayer(name="c", inputs=("q",), layer=lay), cfg)
-    signed = Requantize(name="r", inputs=("a",), multiplier=[1.0], scale=1.0, signed=True)
+    signed_in = dataclasses.replace(lay, input_zero_point=0, act_signed=True)
     with pytest.raises(LayerError, match="OverQ lanes take unsigned codes"):
-        overq_node(signed, cfg)
+        overq_node(ArrayLayer(name="c", inputs=("q",), layer=signed_in), cfg)
+    # signed codes only host operations read (a residual branch) keep their range, in 2^-F units
+    signed = Requantize(name="r", inputs=("a",), multiplier=[1.0], scale=1.0, signed=True)
+    f = cfg.frac_bits
+    branch = overq_node(signed, cfg)
+    assert (branch.lo, branch.hi, branch.bits) == (signed.lo << f, signed.hi << f, signed.bits + f)
 
 
 def test_simulate_accuracy_reference_and_agreement():
@@ -212,6 +218,7 @@ def test_simulate_accuracy_reference_and_agreement():
     assert a["compared"] == wrong.size and a["equal"] == wrong.size - 1
     assert a["within_1lsb"] == wrong.size
     assert [s.name for s in res.layers] == ["c", "fc"] and res.to_dict()["samples"] == 6
+    json.dumps(res.to_dict())              # counts are plain ints (results stores, --json)
 
 
 def test_stats_merge_over_batches():
@@ -226,3 +233,5 @@ def test_stats_merge_over_batches():
             (b.pe_events, b.acc_events, b.outputs, b.affected_outputs, b.t)
         assert b.input_shape[0] == 8
     assert sum(s.pe_events for s in split.layers) > 0
+    assert sum(s.affected_outputs for s in split.layers) > 0
+    json.dumps(split.to_dict())            # overflow counts too

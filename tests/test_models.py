@@ -160,6 +160,10 @@ def test_sweep_table_aggregates_seeds():
     text = table([seed(0.2, 10), seed(0.4, 20)])
     assert "| float | - | 99.0 ± 0.0 |" in text
     assert "| 8 | 16 | 30.0 ± 10.0 | 50.0 ± 0.0 | - | - (2 failed) | 0: 15 / 30 |" in text
+    partial = seed(0.3, 30)                        # a seed still running: only its first row
+    partial["rows"] = partial["rows"][:1]
+    text = table([seed(0.2, 10), seed(0.4, 20), partial])
+    assert "| 8 | 16 | 30.0 ± 8.2 | 50.0 ± 0.0 (2 of 3 seeds) |" in text
 
 
 @pytest.mark.parametrize("path", INT_CKPTS, ids=lambda p: p.name)

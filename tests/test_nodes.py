@@ -199,6 +199,18 @@ def test_fma_f32_rounds_once(x, y, z, near_tie):
     assert got[0] == _fma_exact(np.float32(x), np.float32(y), np.float32(z))
 
 
+def test_fma_f32_arrays_broadcast_and_round_each_element_once():
+    """Vectors mixing exact sums, sums that need rounding to odd and the double-rounding case,
+    with a scalar ``y`` broadcast: every element equals its exact rational rounding."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.integers(-255, 256, 200).astype(np.float32),
+                        rng.uniform(-1e6, 1e6, 200).astype(np.float32), [np.float32(65)]])
+    y = np.float32(1) / np.float32(65)
+    z = np.concatenate([rng.uniform(-1e3, 1e3, 400).astype(np.float32), [np.float32(2**24)]])
+    got = fma_f32(x, y, z)
+    assert [got[i] for i in range(len(x))] == [_fma_exact(x[i], y, z[i]) for i in range(len(x))]
+
+
 def test_fma_f32_double_rounding_case():
     # 65 * fp32(1/65) = 1 + 2^-30; + 2^24 is 2^24 + 1 + 2^-30, just above a float32 tie: rounded
     # once it goes up to 2^24 + 2; float64 first rounds it onto the tie, which then goes to even

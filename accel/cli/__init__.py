@@ -23,6 +23,7 @@ VERBS: list[tuple[str, str, str]] = [
     ("verify", "accel.cli.verify", "Verify"),
     ("prove", "accel.cli.prove", "Prove"),
     ("simulate", "accel.cli.simulate", "Simulate"),
+    ("cosim", "accel.cli.cosim", "Cosim"),
     ("certify", "accel.cli.certify", "Certify"),
     ("quantize", "accel.cli.quantize", "Quantize"),
     ("synth", "accel.cli.synth", "Synth"),

@@ -4,8 +4,12 @@
    test set and on adversarial inputs, cycles, and the array's area from Yosys);
 2. recommend a configuration per model, and the one configuration to build for all of them
    (:mod:`sim.sweep.recommend`);
-3. generate its Verilog (``rtl_gen.export``) and verify it with the cocotb suite (``sim.runner``);
-4. write the report (plots and one HTML page).
+3. generate its Verilog (``rtl_gen.export``);
+4. verify it: the cocotb suite on random GEMMs (``sim.runner``), then every shipped model the
+   build serves, with the checkpoint recommended for it, on the digits test images through the
+   RTL (``sim.cosim``: every GEMM on the compiled Verilator harness, checked beat for beat against
+   the golden model, cycles against the closed form; accuracy from the RTL's outputs);
+5. write the report (plots and one HTML page).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from accel.cli.base import Verb, add_json_argument, emit, output_path
 #: P grid of the demo (bits): the shipped checkpoints were trained for 16, 20 and 32.
 DEMO_P = (16, 17, 18, 20, 24, 32)
 DEFAULT_OUT = "out/demo"
+#: Test images each model runs through the RTL in step 4 (the whole digits test split).
+COSIM_IMAGES = 360
 
 
 def _step(i: int, n: int, text: str) -> None:
@@ -69,6 +75,47 @@ def verify(config: Any, out_dir: Path, sim: str, seed: int) -> dict[str, Any]:
             "cycles_per_second": res.get("cycles_per_second")}
 
 
+def cosim_models(config: Any, per_model: dict[str, dict[str, Any]], out_dir: Path, images: int,
+                 workers: int) -> dict[str, Any]:
+    """Run each model's recommended checkpoint on the first ``images`` test images of its
+    dataset (:func:`accel.data.model_data`) with every GEMM on the RTL of ``config``
+    (:func:`sim.cosim.run.cosim`); a summary dict whose ``status`` is ``passed``, ``failed`` or
+    ``skipped`` (with ``reason``)."""
+    from accel.cli.inputs import batches
+    from accel.data import model_data
+    from accel.graph import load_graph
+    from sim.cosim.run import cosim
+    from sim.runner import SimulatorMissing, VerifyError
+    from sim.sweep.executors import LocalExecutor
+
+    out: dict[str, Any] = {"status": "passed", "images": images, "models": []}
+    start = time.perf_counter()
+    try:
+        for model, row in per_model.items():
+            graph = load_graph(row["checkpoint"])
+            data = model_data(graph.meta, split="test")
+            n = min(images, len(data))
+            res = cosim(graph, lambda block: batches(data, block, n), config, batch=32,
+                        executor=LocalExecutor(workers) if workers > 1 else None,
+                        out_dir=out_dir / model)
+            total = res.to_dict()["total"]
+            out["models"].append({
+                "model": model, "checkpoint": row["checkpoint"], "workload": row["quantizer"],
+                "samples": res.model.samples, "accuracy": res.model.accuracy,
+                "sweep_accuracy": row["accuracy"] if n == len(data) else None,
+                "gemms": res.gemms, "y_beats": total["y_beats"], "mismatches": total["mismatches"],
+                "cycles": total["cycles"], "closed_form": total["closed_form"],
+                "failures": [f.text for f in res.failures], "seconds": res.wall_s})
+            if not res.ok:
+                out["status"] = "failed"
+    except SimulatorMissing as e:
+        return {**out, "status": "skipped", "reason": str(e)}
+    except VerifyError as e:
+        return {**out, "status": "failed", "reason": str(e)}
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
 class Demo(Verb):
     help = ("the main job: sweep P for the shipped digits checkpoints, recommend a configuration, "
             "generate and verify its Verilog, write the report")
@@ -94,7 +141,11 @@ Re-running reuses finished points (out/demo/results.db) and cached synthesis rep
                             help="synthesis target for the area (default generic)")
         parser.add_argument("--no-synth", action="store_true", help="skip synthesis (no area)")
         parser.add_argument("--no-verify", action="store_true",
-                            help="skip the cocotb verification of the recommended design")
+                            help="skip the verification of the recommended design (cocotb suite "
+                                 "and the models on the RTL)")
+        parser.add_argument("--cosim-images", type=int, default=COSIM_IMAGES, metavar="N",
+                            help="digits test images each model runs through the RTL in step 4 "
+                                 f"(default {COSIM_IMAGES}, the whole test split; 0 skips)")
         parser.add_argument("--sim", default="verilator", choices=("verilator", "icarus"),
                             help="simulator for verification (default verilator)")
         parser.add_argument("--seed", type=int, default=1, help="verification seed (default 1)")
@@ -116,6 +167,8 @@ Re-running reuses finished points (out/demo/results.db) and cached synthesis rep
         from sim.sweep.store import ResultStore
 
         start = time.perf_counter()
+        if args.cosim_images < 0:
+            raise ValueError(f"--cosim-images must be >= 0 test images, not {args.cosim_images}")
         if args.tolerance < 0:
             raise SweepError(f"--tolerance must be >= 0 accuracy points, not {args.tolerance}")
         steps = 4 if args.no_verify else 5
@@ -171,37 +224,72 @@ Re-running reuses finished points (out/demo/results.db) and cached synthesis rep
                                 "verilog": str(paths.verilog), "manifest": str(paths.manifest)}
             else:
                 _step(3, steps, f"generate: Verilog of {config.name} -> {out / 'rtl'}")
-                _step(4, steps, f"verify: cocotb suite on {args.sim} (all scenarios, seed {args.seed})")
+                _step(4, steps, f"verify: cocotb suite on {args.sim} (all scenarios, seed {args.seed})"
+                      + (f", then {', '.join(choice.per_model)} on {args.cosim_images} digits test "
+                         "images through the RTL" if args.cosim_images else ""))
                 t0 = time.perf_counter()
                 with activity(f"  building and simulating {config.name} on {args.sim}"):
                     verification = verify(config, out / "rtl", args.sim, args.seed)
                 step_seconds["generate_and_verify"] = time.perf_counter() - t0
                 print(f"  {_verify_line(verification)}", file=sys.stderr)
+                if args.cosim_images:
+                    t0 = time.perf_counter()
+                    with activity(f"  co-simulating the models on {config.name} (Verilator "
+                                  "harness)"):
+                        models_rtl = cosim_models(config, choice.per_model, out / "cosim",
+                                                  args.cosim_images, args.workers)
+                    step_seconds["models_on_rtl"] = time.perf_counter() - t0
+                    verification["models_on_rtl"] = models_rtl
+                    for line in _cosim_lines(models_rtl):
+                        print(f"  {line}", file=sys.stderr)
         else:
             _step(3, steps, "generate: skipped, no configuration qualifies")
 
         _step(steps, steps, f"report -> {out / 'report' / 'index.html'}")
         notes = [f"Demo sweep on a {args.rows}x{args.cols} array, P in {', '.join(map(str, args.p))}.",
                  f"Verification of the recommended design: {_verify_line(verification)}"]
+        notes += _cosim_lines(verification.get("models_on_rtl"))
         paths = write_report(rows, out / "report", store.failures(), args.tolerance,
                              title="accel demo: digits checkpoints", notes=notes)
         store.close()
         seconds = time.perf_counter() - start
         lines = ["", "accel demo", "=" * 60]
         lines += [r.summary() for r in recs] + [choice.summary()]
-        lines += [f"verification: {_verify_line(verification)}",
-                  f"points: {summary.points} ({summary.finished} run now, {summary.skipped} reused, "
+        lines += [f"verification: {_verify_line(verification)}"]
+        lines += [f"  {line}" for line in _cosim_lines(verification.get("models_on_rtl"))]
+        lines += [f"points: {summary.points} ({summary.finished} run now, {summary.skipped} reused, "
                   f"{len(summary.failed)} failed, {summary.lost} lost)",
                   f"report: {paths.html}",
                   f"wall time: {seconds:.1f} s (" + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s"
                                                           for k, v in step_seconds.items()) + ")"]
-        ok = choice.row is not None and summary.complete and verification["status"] != "failed"
+        ok = choice.row is not None and summary.complete and verification["status"] != "failed" \
+            and verification.get("models_on_rtl", {}).get("status") != "failed"
         emit(args, "\n".join(lines), {
             "recommendations": [r.to_dict() for r in recs], "build": choice.to_dict(),
             "verification": verification,
             "sweep": summary.to_dict(), "report": str(paths.html), "seconds": seconds,
             "step_seconds": step_seconds, "ok": ok})
         return 0 if ok else 1
+
+
+def _cosim_lines(c: dict[str, Any] | None) -> list[str]:
+    """One line per model run through the RTL (step 4), or why it did not run."""
+    if c is None:
+        return []
+    if c["status"] == "skipped" or (c["status"] == "failed" and "reason" in c):
+        return [f"models on the RTL: {c['status'].upper()}: {c.get('reason', '')}"]
+    lines = []
+    for m in c["models"]:
+        sweep = "" if m["sweep_accuracy"] is None else \
+            f" (the sweep's golden model: {100 * m['sweep_accuracy']:.2f} %)"
+        same = "= closed form" if m["cycles"] == m["closed_form"] else \
+            f"!= closed form {m['closed_form']:,}"
+        lines.append(f"{m['model']} ({m['workload']}) on the RTL: {m['samples']} test images, "
+                     f"accuracy {100 * m['accuracy']:.2f} %{sweep}; {m['gemms']} GEMMs, "
+                     f"{m['y_beats']:,} y beats, {m['mismatches']} mismatching, {m['cycles']:,} "
+                     f"cycles {same} ({m['seconds']:.0f} s)")
+        lines += m["failures"][:3]
+    return lines
 
 
 def _verify_line(v: dict[str, Any]) -> str:

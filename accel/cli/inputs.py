@@ -28,8 +28,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model format (default: from the file); see accel.frontends.FORMATS")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--data`` and its preprocessing, ``--split``, ``--batch``, ``--limit``, ``--seed``."""
+def add_data_arguments(parser: argparse.ArgumentParser, batch: int = 256,
+                       batch_help: str = "images per batch, one GEMM stream per layer") -> None:
+    """``--data`` and its preprocessing, ``--split``, ``--batch`` (default ``batch``),
+    ``--limit``, ``--seed``."""
     from accel.data import BUILTIN
 
     g = parser.add_argument_group("data")
@@ -47,7 +49,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                    help="then divide by this standard deviation (one, or one per channel)")
     g.add_argument("--layout", choices=("nchw", "nhwc"), default=None,
                    help="layout of image files (default nchw; nhwc is moved to NCHW)")
-    g.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
+    g.add_argument("--batch", type=int, default=batch, help=f"{batch_help} (default {batch})")
     g.add_argument("--limit", type=int, default=None, help="first N samples only")
     g.add_argument("--seed", type=int, default=0, help="seed of built-in models and data (default 0)")
 

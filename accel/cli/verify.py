@@ -18,11 +18,15 @@ class Verify(Verb):
   accel verify --rows 4 --cols 4 --pe-acc-bits 16 --overflow saturate
   accel verify --config array.toml --sim icarus --seed 7 --scenario stall --waves fst
   accel verify --rows 8 --cols 8 --xcheck --json out/verify.json
+  accel verify --config out/cosim/replay/conv2-b3-g0/config.json \
+      --replay out/cosim/replay/conv2-b3-g0 --waves fst
 
 Scenarios: canonical (multi-fold GEMMs, canonical stimulus: cycles and latency measured),
 random (random shapes, bias, T = 1), stall (random gaps, long y back-pressure), extreme
 (operands at the rails, overflow on purpose), reset (reset with beats in flight, then a fresh
-job); 'all' runs every one. Builds are cached under sim_build/ by configuration hash.
+job); 'all' runs every one. --replay DIR runs one saved GEMM job instead (its operands and its
+stimulus edge for edge, as accel cosim saves a failing GEMM). Builds are cached under sim_build/
+by configuration hash.
 """
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -33,6 +37,10 @@ job); 'all' runs every one. Builds are cached under sim_build/ by configuration 
                          "(default 1)")
         run.add_argument("--scenario", choices=SCENARIO_NAMES, default="all",
                          help="which jobs to run (default all)")
+        run.add_argument("--replay", metavar="DIR", default=None,
+                         help="run the one GEMM job saved in DIR (x.npy, w.npy, bias.npy, "
+                              "stimulus.npz; written by accel cosim for a failing GEMM) "
+                              "instead of a scenario")
         run.add_argument("--waves", nargs="?", const="fst", choices=("fst", "vcd"), default=None,
                          help="dump waves (FST unless 'vcd'; Icarus always writes FST)")
         run.add_argument("--jobs", type=int, default=None, metavar="N",
@@ -50,6 +58,16 @@ job); 'all' runs every one. Builds are cached under sim_build/ by configuration 
         config = config_from_args(args)
         if args.jobs is not None and args.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, not {args.jobs}")
+        if args.replay is not None:
+            from pathlib import Path
+
+            if not Path(args.replay).is_dir():
+                raise ValueError(f"--replay {args.replay}: no such folder; give the folder of a "
+                                 "saved GEMM job (x.npy, w.npy, stimulus.npz)")
+            if args.scenario != "all" or args.xcheck:
+                raise ValueError("--replay runs one saved job: it cannot be combined with "
+                                 "--scenario or --xcheck")
+            args.scenario = "replay"
         if args.xcheck and args.sim != "verilator":
             raise ValueError("--xcheck needs --sim verilator (X randomisation is a Verilator "
                              "feature)")
@@ -67,7 +85,7 @@ job); 'all' runs every one. Builds are cached under sim_build/ by configuration 
                     results = {**runs[0], "xcheck_runs": len(runs)}
                 else:
                     results = run(config, args.scenario, args.seed, args.sim, waves=args.waves,
-                                  max_jobs=args.jobs, root=args.build_root)
+                                  max_jobs=args.jobs, root=args.build_root, replay=args.replay)
         except SimulatorMissing as e:
             print(f"accel verify: {e}", file=sys.stderr)
             return 2

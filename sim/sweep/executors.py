@@ -2,7 +2,11 @@
 
 An executor takes the points and yields ``(spec, row, error)`` as each finishes, in completion
 order; the caller (:func:`sim.sweep.run.run_sweep`) writes rows to the store as they arrive, so
-workers never touch the database and a cluster needs no shared file system.
+workers never touch the database and a cluster needs no shared file system. A point is any
+picklable task for the evaluator: sweep points, or the GEMM jobs of a co-simulation
+(:mod:`sim.cosim.backend`). Used as a context manager (``with executor: ...``) an executor keeps
+its worker pool (or cluster client) across several ``run`` calls; otherwise each call starts and
+stops its own.
 
 * :class:`LocalExecutor`: a ``ProcessPoolExecutor`` of ``workers`` processes (default 2, one per
   core of a laptop). A worker that dies (killed, out of memory) breaks the pool: the points in
@@ -36,8 +40,8 @@ __all__ = ["Executor", "LocalExecutor", "DaskExecutor", "WorkerLost", "make_exec
 ORPHAN_POLL_S = 0.5
 
 EXECUTORS = ("local", "dask")
-Evaluator = Callable[[PointSpec], dict[str, Any]]
-Outcome = tuple[PointSpec, dict[str, Any] | None, BaseException | None]
+Evaluator = Callable[[Any], Any]
+Outcome = tuple[Any, Any, BaseException | None]
 
 
 class WorkerLost(RuntimeError):
@@ -52,6 +56,12 @@ class Executor:
     def run(self, evaluate: Evaluator, points: Iterable[PointSpec]) -> Iterator[Outcome]:
         """Evaluate ``points``, drawn lazily (a point is taken only when a worker can start it)."""
         raise NotImplementedError
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -100,9 +110,27 @@ class LocalExecutor(Executor):
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise SweepError(f"--workers must be a positive integer, not {workers!r}")
         self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None      # kept while used as a context
 
     def describe(self) -> str:
         return f"{self.workers} local worker process{'es' if self.workers > 1 else ''}"
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers,
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
+
+    def __enter__(self) -> "LocalExecutor":
+        self._pool = self._new_pool()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if exc[0] is None:
+                pool.shutdown(wait=True)
+            else:
+                _stop(pool)
 
     def run(self, evaluate: Evaluator, points: Iterable[PointSpec]) -> Iterator[Outcome]:
         todo = iter(points)
@@ -110,9 +138,8 @@ class LocalExecutor(Executor):
         if first is None:
             return
         todo = itertools.chain([first], todo)
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
-                                   initializer=_worker_init, initargs=(os.getpid(),))
+        kept = self._pool
+        pool = kept or self._new_pool()
         try:
             pending: dict[Future, PointSpec] = {}
 
@@ -138,6 +165,9 @@ class LocalExecutor(Executor):
                     except BrokenProcessPool:
                         lost = [spec, *pending.values()]
                         pending.clear()
+                        if kept is not None:         # a broken pool cannot be used again
+                            self._pool = None
+                            _stop(pool)
                         for s in lost:
                             yield s, None, WorkerLost(
                                 "a worker process died (killed or out of memory) while points were "
@@ -148,9 +178,12 @@ class LocalExecutor(Executor):
                         yield spec, None, e
                     submit_one()
         except BaseException:                # Ctrl-C, SIGTERM, a closed generator: stop now
+            if kept is not None:
+                self._pool = None
             _stop(pool)
             raise
-        pool.shutdown(wait=True)
+        if kept is None:
+            pool.shutdown(wait=True)
 
 
 def _broken() -> Future:
@@ -181,17 +214,33 @@ class DaskExecutor(Executor):
             raise SweepError("--executor dask needs the 'distributed' package: "
                              "pip install 'dask[distributed]' (or accel-hw[cluster])") from None
         self.scheduler = scheduler
+        self._kept: Any = None                              # the client, while used as a context
 
     def describe(self) -> str:
         return f"Dask cluster at {self.scheduler}"
 
-    def run(self, evaluate: Evaluator, points: Iterable[PointSpec]) -> Iterator[Outcome]:
-        from distributed import Client, as_completed
+    def _client(self) -> Any:
+        from distributed import Client
 
         try:
-            client = Client(self.scheduler, timeout="20s")
+            return Client(self.scheduler, timeout="20s")
         except OSError as e:
             raise SweepError(f"cannot reach the Dask scheduler at {self.scheduler}: {e}") from None
+
+    def __enter__(self) -> "DaskExecutor":
+        self._kept = self._client()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        client, self._kept = self._kept, None
+        if client is not None:
+            client.close()
+
+    def run(self, evaluate: Evaluator, points: Iterable[PointSpec]) -> Iterator[Outcome]:
+        from distributed import as_completed
+
+        kept = self._kept
+        client = kept or self._client()
         futures: list[Any] = []
         try:
             points = list(points)
@@ -208,7 +257,8 @@ class DaskExecutor(Executor):
             client.cancel(futures)
             raise
         finally:
-            client.close()
+            if kept is None:
+                client.close()
 
 
 def make_executor(name: str, workers: int = 2, scheduler: str | None = None) -> Executor:

@@ -7,8 +7,8 @@ Nothing here is a second description of the protocol: the beats come from the ca
 :func:`accel.golden.gemm` (:func:`sim.schedule.expected_lanes`), the cycles from
 :func:`sim.cycles.gemm_cycles`, and the port widths from the manifest.
 
-Hex files, one beat per line (``$readmemh``), fields packed MSB first as in a Verilog
-concatenation:
+Hex files, one beat per line (``$readmemh``), each line one beat record of
+:mod:`sim.records` (the encoding the compiled co-simulation harness reads in binary), MSB first:
 
 * ``<name>_w.hex``: ``{w_last, w_data}``
 * ``<name>_b.hex``: ``{b_data}``
@@ -26,13 +26,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from accel.config import ArrayConfig
 from accel.golden import gemm
 from accel.operands import random_operands
 from sim.cycles import gemm_cycles
-from sim.schedule import beats, expected_lanes, pack_lanes
+from sim.records import RECORD_FIELDS, RecordField, RecordLayout
+from sim.schedule import beats, expected_lanes
 
 __all__ = ["ExamplePaths", "write_example", "RESET_EDGES"]
 
@@ -49,11 +48,6 @@ class ExamplePaths:
     shape: tuple[int, int, int]
     cycles: int
     command: str
-
-
-def _hex(words: list[int], bits: int) -> str:
-    digits = max(1, -(-bits // 4))
-    return "".join(f"{w:0{digits}x}\n" for w in words)
 
 
 def write_example(config: ArrayConfig, manifest_path: str | Path, shape: tuple[int, int, int],
@@ -74,44 +68,43 @@ def write_example(config: ArrayConfig, manifest_path: str | Path, shape: tuple[i
     manifest_path = Path(manifest_path)
     man = json.loads(manifest_path.read_text())
     name = man["module"]
-    width = {p["name"]: int(p["width"]) for p in man["ports"]}
+    layout = RecordLayout(man)
     t, k, o = shape
     x, w, bias = random_operands(config, t, k, o, dist, seed, True)
     bt = beats(x, w, bias, config)
     y, pe, acc = expected_lanes(gemm(x, w, config, bias), bt.y_order, config)
-    c = config.cols
-    wd, bd, xd, ad, yd = (width[n] for n in ("w_data", "b_data", "x_data", "x_addr", "y_data"))
-    w_words = [(int(last) << wd) | d for d, last in zip(bt.w_data, bt.w_last)]
-    x_words = [(int(e) << (ad + xd + 2)) | (int(i) << (ad + xd + 1)) | (int(f) << (ad + xd))
-               | (int(a) << xd) | d
-               for d, a, f, i, e in zip(bt.x_data, bt.x_addr, bt.x_first, bt.x_init, bt.x_emit)]
-    y_data = pack_lanes(y, config.out_bits)
-    pe_bits = pack_lanes(pe.astype(np.int64), 1)
-    acc_bits = pack_lanes(acc.astype(np.int64), 1)
-    y_addr = [int(tt) % config.acc_depth for tt in bt.y_order[:, 0]]
-    y_words = [(ab << (c + ad + yd)) | (pb << (ad + yd)) | (a << yd) | d
-               for d, a, pb, ab in zip(y_data, y_addr, pe_bits, acc_bits)]
+    records = {**layout.beat_records(bt), "y": layout.y_records(y, bt.x_addr[bt.x_emit], pe, acc)}
     out = manifest_path.parent
-    files = {"w": out / f"{name}_w.hex", "b": out / f"{name}_b.hex", "x": out / f"{name}_x.hex",
-             "y": out / f"{name}_y.hex"}
-    files["w"].write_text(_hex(w_words, wd + 1))
-    files["b"].write_text(_hex(bt.b_data, bd))
-    files["x"].write_text(_hex(x_words, xd + ad + 3))
-    files["y"].write_text(_hex(y_words, yd + ad + 2 * c))
+    files = {s: out / f"{name}_{s}.hex" for s in ("w", "b", "x", "y")}
+    for s, path in files.items():
+        path.write_text(layout.hex_text(s, records[s]))
     cycles = gemm_cycles(t, k, o, config).cycles
     tb = out / f"tb_{name}.v"
-    tb.write_text(_verilog(name, width, len(w_words), len(bt.b_data), len(x_words), len(y_words),
-                           cycles, (t, k, o), config))
+    tb.write_text(_verilog(name, layout, {s: len(r) for s, r in records.items()}, cycles,
+                           (t, k, o)))
     cmd = f"iverilog -g2005 -o tb_{name}.vvp tb_{name}.v {name}.v && vvp -n tb_{name}.vvp"
     return ExamplePaths(tb, files, (t, k, o), cycles, cmd)
 
 
-def _verilog(name: str, width: dict[str, int], nw: int, nb: int, nx: int, ny: int, cycles: int,
-             shape: tuple[int, int, int], config: ArrayConfig) -> str:
-    wd, bd, xd, ad, yd = (width[n] for n in ("w_data", "b_data", "x_data", "x_addr", "y_data"))
-    c = config.cols
+def _slice(f: RecordField) -> str:
+    """``[msb:lsb]`` of a field in its record (``[bit]`` for one bit)."""
+    hi = f.offset + f.width - 1
+    return f"[{hi}:{f.offset}]" if f.width > 1 else f"[{f.offset}]"
+
+
+def _verilog(name: str, layout: RecordLayout, count: dict[str, int], cycles: int,
+             shape: tuple[int, int, int]) -> str:
+    bits = layout.bits
+    f = {fd.name: fd for fds in layout.fields.values() for fd in fds}
+    c = f["y_pe_ovf"].width
     t, k, o = shape
     limit = 4 * cycles + 100
+
+    y_rec = "{" + ", ".join(reversed(RECORD_FIELDS["y"])) + "}"
+
+    def port(n: str, vec: str) -> str:
+        return f".{n}({vec}{_slice(f[n])})"
+
     return f"""// tb_{name}: example self-checking testbench for {name}.v (accel-hw, generated).
 // One GEMM T = {t}, K = {k}, O = {o} (random operands with a bias) under the canonical stimulus:
 // every stream presents its beats back to back, y_ready = 1. Beats from the canonical schedule,
@@ -123,34 +116,35 @@ def _verilog(name: str, width: dict[str, int], nw: int, nb: int, nx: int, ny: in
 // {name}_y.hex {{y_acc_ovf, y_pe_ovf, y_addr, y_data}} (expected, in order).
 `timescale 1ns/1ps
 module tb_{name};
-  localparam NW = {nw}, NB = {nb}, NX = {nx}, NY = {ny};
+  localparam NW = {count["w"]}, NB = {count["b"]}, NX = {count["x"]}, NY = {count["y"]};
   localparam EXPECTED_CYCLES = {cycles}, LIMIT = {limit}, RESET_EDGES = {RESET_EDGES};
   reg clk = 1'b0;
   always #5 clk = ~clk;
   reg rst = 1'b1;
-  reg [{wd}:0] wmem [0:NW-1];
-  reg [{bd - 1}:0] bmem [0:NB-1];
-  reg [{xd + ad + 2}:0] xmem [0:NX-1];
-  reg [{yd + ad + 2 * c - 1}:0] ymem [0:NY-1];
+  reg [{bits["w"] - 1}:0] wmem [0:NW-1];
+  reg [{bits["b"] - 1}:0] bmem [0:NB-1];
+  reg [{bits["x"] - 1}:0] xmem [0:NX-1];
+  reg [{bits["y"] - 1}:0] ymem [0:NY-1];
   integer wi = 0, bi = 0, xi = 0, yi = 0, errors = 0, edge_n = -1, last_y = -1;
 
   wire w_ready, b_ready, x_ready, y_valid;
-  wire [{yd - 1}:0] y_data;
-  wire [{ad - 1}:0] y_addr;
+  wire [{f["y_data"].width - 1}:0] y_data;
+  wire [{f["y_addr"].width - 1}:0] y_addr;
   wire [{c - 1}:0] y_pe_ovf, y_acc_ovf;
   wire w_valid = !rst && wi < NW;
   wire b_valid = !rst && bi < NB;
   wire x_valid = !rst && xi < NX;
-  wire [{wd}:0] wbeat = wmem[wi < NW ? wi : 0];
-  wire [{xd + ad + 2}:0] xbeat = xmem[xi < NX ? xi : 0];
+  wire [{bits["w"] - 1}:0] wbeat = wmem[wi < NW ? wi : 0];
+  wire [{bits["b"] - 1}:0] bbeat = bmem[bi < NB ? bi : 0];
+  wire [{bits["x"] - 1}:0] xbeat = xmem[xi < NX ? xi : 0];
 
   {name} dut (
     .clk(clk), .rst(rst),
-    .w_valid(w_valid), .w_ready(w_ready), .w_data(wbeat[{wd - 1}:0]), .w_last(wbeat[{wd}]),
-    .b_valid(b_valid), .b_ready(b_ready), .b_data(bmem[bi < NB ? bi : 0]),
-    .x_valid(x_valid), .x_ready(x_ready), .x_data(xbeat[{xd - 1}:0]),
-    .x_addr(xbeat[{xd + ad - 1}:{xd}]), .x_first(xbeat[{xd + ad}]), .x_init(xbeat[{xd + ad + 1}]),
-    .x_emit(xbeat[{xd + ad + 2}]),
+    .w_valid(w_valid), .w_ready(w_ready), {port("w_data", "wbeat")}, {port("w_last", "wbeat")},
+    .b_valid(b_valid), .b_ready(b_ready), {port("b_data", "bbeat")},
+    .x_valid(x_valid), .x_ready(x_ready), {port("x_data", "xbeat")},
+    {port("x_addr", "xbeat")}, {port("x_first", "xbeat")}, {port("x_init", "xbeat")},
+    {port("x_emit", "xbeat")},
     .y_valid(y_valid), .y_ready(1'b1), .y_data(y_data), .y_addr(y_addr),
     .y_pe_ovf(y_pe_ovf), .y_acc_ovf(y_acc_ovf));
 
@@ -172,11 +166,11 @@ module tb_{name};
       if (yi >= NY) begin
         errors = errors + 1;
         $display("FAILED: y beat %0d beyond the %0d expected", yi, NY);
-      end else if ({{y_acc_ovf, y_pe_ovf, y_addr, y_data}} !== ymem[yi]) begin
+      end else if ({y_rec} !== ymem[yi]) begin
         errors = errors + 1;
         if (errors <= 10)
           $display("mismatch at y beat %0d (edge %0d): got %h, expected %h", yi, edge_n,
-                   {{y_acc_ovf, y_pe_ovf, y_addr, y_data}}, ymem[yi]);
+                   {y_rec}, ymem[yi]);
       end
       yi <= yi + 1;
       last_y = edge_n;

@@ -8,12 +8,18 @@ function of the configuration and the seed, so a failure reruns exactly from the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from accel.config import ArrayConfig
+from sim.tb.streams import Stimulus
 
-__all__ = ["Job", "SCENARIOS", "make_jobs", "reachable_bins"]
+__all__ = ["Job", "SCENARIOS", "make_jobs", "reachable_bins", "save_replay", "replay_job",
+           "REPLAY_FILES"]
+
+#: Files of a replay folder: the GEMM's operands (.npy) and its stimulus.
+REPLAY_FILES = {"x": "x.npy", "w": "w.npy", "bias": "bias.npy", "stimulus": "stimulus.npz"}
 
 
 @dataclass
@@ -41,6 +47,8 @@ class Job:
         received so far are checked as a prefix of the expected ones).
     targets : set of str
         Coverage bins this job is built to hit (the run fails if one stays empty).
+    stimulus : sim.tb.streams.Stimulus or None
+        Gaps and ``y_ready`` fixed in advance (a replayed job); overrides the probabilities.
     """
 
     name: str
@@ -55,6 +63,7 @@ class Job:
     long_stall: bool = False
     reset_at: int | None = None
     targets: set[str] = field(default_factory=set)
+    stimulus: Stimulus | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -227,10 +236,44 @@ SCENARIOS = {
 }
 
 
+def save_replay(folder: object, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+                stimulus: Stimulus | None) -> Path:
+    """Write one GEMM job (operands as int64 .npy, the stimulus) for :func:`replay_job`."""
+    out = Path(str(folder))
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / REPLAY_FILES["x"], np.asarray(x, np.int64))
+    np.save(out / REPLAY_FILES["w"], np.asarray(w, np.int64))
+    (out / REPLAY_FILES["bias"]).unlink(missing_ok=True)
+    if bias is not None:
+        np.save(out / REPLAY_FILES["bias"], np.asarray(bias, np.int64))
+    (stimulus or Stimulus()).save(out / REPLAY_FILES["stimulus"])
+    return out
+
+
+def replay_job(folder: object) -> Job:
+    """The job saved in ``folder`` by :func:`save_replay`, with its stimulus edge for edge."""
+    d = Path(str(folder))
+    for key in ("x", "w", "stimulus"):
+        if not (d / REPLAY_FILES[key]).is_file():
+            raise ValueError(f"replay folder {d} has no {REPLAY_FILES[key]}; it must hold "
+                             f"{', '.join(REPLAY_FILES.values())} (bias optional), as written by "
+                             "accel cosim for a failing GEMM")
+    bias = np.load(d / REPLAY_FILES["bias"]) if (d / REPLAY_FILES["bias"]).is_file() else None
+    stim = Stimulus.load(d / REPLAY_FILES["stimulus"])
+    return Job("replay", np.load(d / REPLAY_FILES["x"]), np.load(d / REPLAY_FILES["w"]), bias,
+               canonical=stim.canonical, stimulus=stim)
+
+
 def make_jobs(cfg: ArrayConfig, scenario: str, seed: int,
-              shapes: list[tuple[int, int, int]] | None = None) -> list[Job]:
-    """The jobs of ``scenario``: a name of :data:`SCENARIOS`, ``"all"`` for every one, or
-    ``"cycles"``: one canonical-stimulus job (random operands and bias) per ``(T, K, O)`` shape."""
+              shapes: list[tuple[int, int, int]] | None = None, replay: str | None = None
+              ) -> list[Job]:
+    """The jobs of ``scenario``: a name of :data:`SCENARIOS`, ``"all"`` for every one,
+    ``"cycles"``: one canonical-stimulus job (random operands and bias) per ``(T, K, O)`` shape,
+    or ``"replay"``: the one job saved in the folder ``replay`` (:func:`replay_job`)."""
+    if scenario == "replay":
+        if not replay:
+            raise ValueError("scenario 'replay' needs the folder of a saved GEMM job")
+        return [replay_job(replay)]
     rng = np.random.default_rng(seed)
     if scenario == "cycles":
         if not shapes:
@@ -241,5 +284,5 @@ def make_jobs(cfg: ArrayConfig, scenario: str, seed: int,
     for n in names:
         if n not in SCENARIOS:
             raise ValueError(f"unknown scenario {n!r}; valid scenarios are "
-                             f"{', '.join(['all', 'cycles', *SCENARIOS])}")
+                             f"{', '.join(['all', 'cycles', 'replay', *SCENARIOS])}")
     return [job for n in names for job in SCENARIOS[n](rng, cfg)]

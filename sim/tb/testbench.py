@@ -26,12 +26,26 @@ from sim.tb.scenarios import Job, make_jobs
 from sim.tb.scoreboard import Expected, Scoreboard
 from sim.tb.streams import ProtocolChecker, ProtocolError, Sink, Source
 
-__all__ = ["Plan", "Testbench", "TestbenchError", "RESET_EDGES"]
+__all__ = ["Plan", "Testbench", "TestbenchError", "RESET_EDGES", "watchdog_limits"]
 
 #: Edges with ``rst`` high before each job.
 RESET_EDGES = 2
 #: Extra edges of slack in the watchdog on top of the timing numbers.
 WATCHDOG_SLACK = 16
+
+
+def watchdog_limits(timing: dict[str, int], rows: int, n_w: int, n_x: int, n_y: int,
+                    n_steps: int, max_gap: int = 0, max_stall: int = 0) -> tuple[int, int]:
+    """The watchdog of a job, in clock edges: ``(idle, total)``.
+
+    ``idle``: the most edges without any transfer (nor a ``y`` beat stalled on purpose), twice
+    the timing numbers' sum plus R and :data:`WATCHDOG_SLACK`; ``total``: the most edges of the
+    whole job with ``n_w`` / ``n_x`` / ``n_y`` beats in ``n_steps`` tile steps, gaps of at most
+    ``max_gap`` edges and ``y`` drops of at most ``max_stall`` edges.
+    """
+    idle = 2 * (sum(timing.values()) + rows + WATCHDOG_SLACK)
+    stall = (max_gap + 1) * (1 + max_stall)
+    return idle, (n_w + n_x + n_y + n_steps * idle) * stall + idle
 
 
 class TestbenchError(AssertionError):
@@ -89,8 +103,7 @@ class Testbench:
         self.jobs: list[dict[str, Any]] = []
         self.digest = hashlib.sha256()
         self._last_in: int | None = None
-        t = self.timing
-        self.idle_limit = 2 * (sum(t.values()) + self.config.rows + WATCHDOG_SLACK)
+        self.idle_limit = watchdog_limits(self.timing, self.config.rows, 0, 0, 0, 0)[0]
 
     # --- signal access -----------------------------------------------------------------------
     def _write(self, word: int) -> None:
@@ -141,6 +154,10 @@ class Testbench:
             g = rng.integers(1, job.max_gap + 1, size=n)
             return np.where(rng.random(n) < job.gap_prob, g, 0)
 
+        if job.stimulus is not None:       # a replayed job: gaps and y_ready as recorded
+            g = job.stimulus.gaps or {}
+            return (Source("w", w_words, g.get("w")), Source("b", b_words, g.get("b")),
+                    Source("x", x_words, g.get("x")), Sink(pattern=job.stimulus.y_ready))
         if job.long_stall:
             depth = self.timing["latency"] + 1
             sink = Sink(rng, job.stall_prob, 20 * depth, 24 * depth)
@@ -167,10 +184,11 @@ class Testbench:
         w_last, x_first, x_emit, x_addr = (exp.beats.w_last, exp.beats.x_first, exp.beats.x_emit,
                                            exp.beats.x_addr)
         n_y = len(exp.y)
-        n_steps = len(exp.beats.b_data)
-        stall = (job.max_gap + 1) * (1 + max(sink.max_len if sink.prob else 0, 0))
-        total_limit = (len(w.words) + len(x.words) + n_y + n_steps * self.idle_limit) * stall + \
-            self.idle_limit
+        n_steps = len(exp.beats.b_lanes)
+        max_gap, max_stall = ((job.stimulus.max_gap, job.stimulus.max_stall) if job.stimulus
+                              else (job.max_gap, sink.max_len if sink.prob else 0))
+        total_limit = watchdog_limits(self.timing, cfg.rows, len(w.words), len(x.words), n_y,
+                                      n_steps, max_gap, max_stall)[1]
         latency = self.timing["latency"]
         r_rows = cfg.rows
         faw = self.timing["first_after_wlast"]
@@ -305,7 +323,7 @@ class Testbench:
 
         Clock(self.dut.clk, 10, unit="ns").start(start_high=False)
         jobs = make_jobs(self.config, self.plan.scenario, self.plan.seed,
-                         self.plan.extra.get("shapes"))
+                         self.plan.extra.get("shapes"), self.plan.extra.get("replay"))
         if self.plan.max_jobs is not None:
             jobs = jobs[:self.plan.max_jobs]
         rng = np.random.default_rng([self.plan.seed, 1])
