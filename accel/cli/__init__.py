@@ -21,6 +21,7 @@ VERBS: list[tuple[str, str, str]] = [
     ("gemm", "accel.cli.gemm", "Gemm"),
     ("generate", "accel.cli.generate", "Generate"),
     ("verify", "accel.cli.verify", "Verify"),
+    ("prove", "accel.cli.prove", "Prove"),
     ("simulate", "accel.cli.simulate", "Simulate"),
     ("cosim", "accel.cli.cosim", "Cosim"),
     ("certify", "accel.cli.certify", "Certify"),
