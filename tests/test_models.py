@@ -88,8 +88,11 @@ def test_float_checkpoint_reproduces_its_accuracy(path):
     assert float_accuracy(model, *checkpoint_data(meta)) == meta["accuracy"]
 
 
-@pytest.mark.parametrize("path", INT_CKPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.name.startswith(
+    "fashion_") else p for p in INT_CKPTS], ids=lambda p: p.name)
 def test_int_checkpoint_reproduces_its_accuracy(path):
+    """The recorded accuracy, on the whole test split (Fashion-MNIST's 10,000 images, 20-60 s a
+    checkpoint here: -m slow; its codes are checked on 256 images by test_paths_agree)."""
     m = load_graph(path)
     meta = m.meta
     assert {"seed", "recipe", "torch", "threads"} <= set(meta["provenance"])
