@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from accel.frontends.values import Accumulator, Codes
 from accel.graph import Graph
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.nodes import (Add, ArrayLayer, Clamp, Dequantize, Input, MaxPool, Node, Quantize,
@@ -52,20 +52,6 @@ SEMANTICS = ("brevitas: QuantTensor integers (weights, biases, quant codes) exac
 SUPPORTED = ("QuantIdentity, QuantReLU, QuantConv2d, QuantLinear (A2Q / A2Q+ weights, integer or "
              "float bias), add of quant tensors of one scale, MaxPool2d, ReLU, "
              "flatten / reshape / view, Dropout, Identity")
-
-
-@dataclass
-class _Codes:
-    node: str
-    scale: float
-    zero_point: int
-
-
-@dataclass
-class _Acc:
-    node: str
-    layer: IntLayer
-    bias: np.ndarray | None          # a float bias still to add (per channel), or None
 
 
 def _is_brevitas(m: Any) -> bool:
@@ -178,13 +164,13 @@ def from_brevitas(model: Any, example: Any) -> Graph:
         nodes.append(node)
         return node.name
 
-    def quant_node(name: str, src: Any, qt: Any, mod: Any, relu: bool) -> _Codes:
+    def quant_node(name: str, src: Any, qt: Any, mod: Any, relu: bool) -> Codes:
         s, z, bits, signed = _qparams(f"node {name!r}", qt)
         lo, hi = _act_range(mod, bits, signed, relu, z)
         out = dict(name=name, scale=s, zero_point=z, bits=bits, signed=signed, lo=lo, hi=hi)
         if isinstance(src, str):                                     # real values
             emit(Quantize(inputs=(src,), mode="f32_div", **out))
-        elif isinstance(src, _Codes):
+        elif isinstance(src, Codes):
             emit(Requantize(inputs=(src.node,), input_zero_point=src.zero_point,
                             multiplier=[np.float32(src.scale / s)], **out))
         else:
@@ -194,7 +180,7 @@ def from_brevitas(model: Any, example: Any) -> Graph:
             emit(Requantize(inputs=(src.node,), multiplier=m, offset=off,
                             order="mul" if off is None else "mul_add",
                             axis=1 if lay.kind == "conv2d" else -1, **out))
-        return _Codes(name, s, z)
+        return Codes(name, s, z)
 
     for fx in gm.graph.nodes:
         mod = mods.get(fx.target) if fx.op == "call_module" else None
@@ -219,7 +205,7 @@ def from_brevitas(model: Any, example: Any) -> Graph:
         elif isinstance(mod, cls["layer"]):
             val[fx.name] = _layer(fx.target, mod, arg, seen[fx.args[0].name], quant_node, emit,
                                   meta_acc)
-            if isinstance(val[fx.name], _Acc) and val[fx.name].bias is None:
+            if isinstance(val[fx.name], Accumulator) and val[fx.name].bias is None:
                 names[fx.name] = val[fx.name].node
             if mod.output_quant.is_quant_enabled:
                 val[fx.name] = quant_node(f"{fx.target}.output_quant", val[fx.name],
@@ -239,13 +225,13 @@ def from_brevitas(model: Any, example: Any) -> Graph:
                                 kernel=p.kernel_size, stride=p.stride, padding=p.padding,
                                 ceil_mode=p.ceil_mode))
             val[fx.name] = _moved(src, name)
-            if isinstance(src, _Codes) or src.bias is None:
+            if isinstance(src, Codes) or src.bias is None:
                 names[fx.name] = name
         elif isinstance(mod, cls["relu"]) or (fx.op in ("call_function", "call_method") and
                                               fx.target in (torch.relu, torch.nn.functional.relu,
                                                             "relu")):
             src = _src(fx, arg)
-            if not isinstance(src, _Codes):
+            if not isinstance(src, Codes):
                 raise LayerError(f"node {fx.name!r} (ReLU) on a layer's float output: use "
                                  "QuantReLU, whose codes are defined")
             val[fx.name] = _moved(src, emit(Clamp(name=fx.name, inputs=(src.node,),
@@ -269,7 +255,7 @@ def from_brevitas(model: Any, example: Any) -> Graph:
 
 
 def _src(fx: Any, arg: Any) -> Any:
-    if not isinstance(arg, (_Codes, _Acc)):
+    if not isinstance(arg, (Codes, Accumulator)):
         raise LayerError(f"node {fx.name!r} ({fx.target}) on real values: quantize them first "
                          "(QuantIdentity)")
     return arg
@@ -277,12 +263,12 @@ def _src(fx: Any, arg: Any) -> Any:
 
 def _moved(src: Any, name: str) -> Any:
     """``src`` now computed by node ``name`` (a shape or max operation keeps its meaning)."""
-    return _Codes(name, src.scale, src.zero_point) if isinstance(src, _Codes) else \
-        _Acc(name, src.layer, src.bias)
+    return Codes(name, src.scale, src.zero_point) if isinstance(src, Codes) else \
+        Accumulator(name, src.layer, src.bias)
 
 
-def _layer(name: str, mod: Any, arg: Any, inp: Any, quant_node: Callable[..., _Codes],
-           emit: Callable[[Node], str], meta_acc: dict[str, int]) -> _Acc:
+def _layer(name: str, mod: Any, arg: Any, inp: Any, quant_node: Callable[..., Codes],
+           emit: Callable[[Node], str], meta_acc: dict[str, int]) -> Accumulator:
     """The array node of a QuantConv2d / QuantLinear fed ``arg`` (its captured input ``inp``)."""
     import torch
 
@@ -290,7 +276,7 @@ def _layer(name: str, mod: Any, arg: Any, inp: Any, quant_node: Callable[..., _C
         if mod.input_quant.is_quant_enabled:
             qin = mod.input_quant(inp)
             arg = quant_node(f"{name}.input_quant", arg, qin, mod.input_quant, False)
-        elif not _is_qt(inp) or not isinstance(arg, _Codes):
+        elif not _is_qt(inp) or not isinstance(arg, Codes):
             raise LayerError(f"layer {name!r} ({type(mod).__name__}) gets no integer codes: "
                              "quantize its input (QuantIdentity / QuantReLU with "
                              "return_quant_tensor=True, or input_quant)")
@@ -327,13 +313,13 @@ def _layer(name: str, mod: Any, arg: Any, inp: Any, quant_node: Callable[..., _C
     if acc is not None:
         meta_acc[name] = acc
     emit(ArrayLayer(name=name, inputs=(arg.node,), layer=layer))
-    return _Acc(name, layer, bias_f)
+    return Accumulator(name, layer, bias_f)
 
 
-def _add(fx: Any, val: dict[str, Any], seen: dict[str, Any], emit: Callable[[Node], str]) -> _Codes:
+def _add(fx: Any, val: dict[str, Any], seen: dict[str, Any], emit: Callable[[Node], str]) -> Codes:
     """A residual add of two quant tensors of one scale: Brevitas' integer sum."""
     ins = [val.get(getattr(a, "name", None)) for a in fx.args[:2]]
-    if len(fx.args) != 2 or not all(isinstance(v, _Codes) for v in ins):
+    if len(fx.args) != 2 or not all(isinstance(v, Codes) for v in ins):
         raise LayerError(f"node {fx.name!r} (add): both inputs must be quant tensors (codes of a "
                          "QuantIdentity / QuantReLU, e.g. a shared quantizer); supported: "
                          f"{SUPPORTED}")
@@ -349,17 +335,17 @@ def _add(fx: Any, val: dict[str, Any], seen: dict[str, Any], emit: Callable[[Nod
     name = emit(Add(name=fx.name, inputs=(a.node, b.node), multipliers=(1.0, 1.0),
                     input_zero_points=(a.zero_point, b.zero_point), scale=s, zero_point=z,
                     bits=bits, signed=signed))
-    return _Codes(name, s, z)
+    return Codes(name, s, z)
 
 
 def _output(fx_name: str, v: Any, nodes: list[Node], emit: Callable[[Node], str]) -> str:
     """The graph node of a model output: codes or a layer's accumulator, dequantised."""
     import dataclasses
 
-    if isinstance(v, _Codes):
+    if isinstance(v, Codes):
         return emit(Dequantize(name=f"{fx_name}.dequantize", inputs=(v.node,), scale=[v.scale],
                                zero_point=v.zero_point, mode="f32"))
-    if isinstance(v, _Acc):
+    if isinstance(v, Accumulator):
         lay = v.layer
         if v.bias is not None:          # no bias after a Dequantize: into the accumulator
             i = next(i for i, n in enumerate(nodes) if isinstance(n, ArrayLayer) and n.layer is lay)

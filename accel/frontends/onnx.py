@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from accel.frontends.onnx_graph import OnnxGraph, OnnxNode, read_onnx
+from accel.frontends.onnx_graph import OnnxGraph, OnnxNode, read_onnx, unique_name
 from accel.graph import Graph
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.nodes import (Add, ArrayLayer, AvgPool, Clamp, Concat, Dequantize, Input, MaxPool,
@@ -289,12 +289,7 @@ class _Mapper:
 
     # helpers ---------------------------------------------------------------------------------
     def name(self, base: str) -> str:
-        n, i = base, 1
-        while n in self.names:
-            i += 1
-            n = f"{base}_{i}"
-        self.names.add(n)
-        return n
+        return unique_name(base, self.names)
 
     def emit(self, node: Node, tensor: str | None, kind: Any) -> Node:
         self.nodes.append(node)

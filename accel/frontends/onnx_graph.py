@@ -18,7 +18,7 @@ import numpy as np
 
 from accel.layers import LayerError
 
-__all__ = ["OnnxNode", "OnnxGraph", "read_onnx", "node_label"]
+__all__ = ["OnnxNode", "OnnxGraph", "read_onnx", "node_label", "unique_name"]
 
 #: What to install when the onnx package is missing.
 INSTALL = "install the ONNX extra: pip install 'accel-hw[onnx]'"
@@ -74,6 +74,16 @@ def node_label(node: OnnxNode) -> str:
     """``'name' (OpType)`` with the domain when it is not the default one."""
     dom = f" of domain {node.domain}" if node.domain not in ("", "ai.onnx") else ""
     return f"node {node.name!r} ({node.op_type}{dom})"
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3``, ... : the first not in ``taken`` (which it joins)."""
+    n, i = base, 1
+    while n in taken:
+        i += 1
+        n = f"{base}_{i}"
+    taken.add(n)
+    return n
 
 
 def _attrs(onnx: Any, proto: Any) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from accel.frontends.values import Accumulator, Codes
 from accel.graph import Graph
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.nodes import (Add, ArrayLayer, Clamp, Dequantize, Input, MaxPool, Node, Quantize,
@@ -62,33 +63,11 @@ def register_ops() -> None:
 
 
 @dataclass
-class _Codes:
-    """A dequantized tensor: integer codes (graph node ``node``) with their scale and zero point."""
-
-    node: str
-    scale: float
-    zero_point: int
-
-
-@dataclass
-class _Acc:
-    """The float output of a conv / linear: the array node's accumulator plus a float bias."""
-
-    node: str
-    layer: IntLayer
-    bias: np.ndarray | None
-    relu: bool = False
-    #: max_pool2d / flatten applied to the float output before its quantize: they commute with
-    #: the (monotone) quantization, so they are applied to the codes after it.
-    post: tuple[tuple[Any, Callable[[str, str], Node]], ...] = ()
-
-
-@dataclass
 class _Sum:
     """``dq(a) + dq(b)`` in fp32 (a residual add)."""
 
-    a: _Codes
-    b: _Codes
+    a: Codes
+    b: Codes
     relu: bool = False
 
 
@@ -144,7 +123,7 @@ def from_pt2e(program: Any) -> Graph:
     ops = _ops()
     kind = {t: k for k, ts in ops.items() for t in ts}
     nodes: list[Node] = []
-    val: dict[str, Any] = {}          # fx node name -> "real" graph node | _Codes | _Acc | _Sum | weight
+    val: dict[str, Any] = {}          # fx node name -> "real" graph node | Codes | Accumulator | _Sum | weight
     names: set[str] = set()
     qmap: dict[str, str] = {}         # fx quantize node -> graph node of its codes
     outputs: list[str] = []
@@ -160,9 +139,9 @@ def from_pt2e(program: Any) -> Graph:
         nodes.append(node)
         return node.name
 
-    def codes_of(fx: Any, arg: Any) -> _Codes:
+    def codes_of(fx: Any, arg: Any) -> Codes:
         v = val.get(getattr(arg, "name", None))
-        if not isinstance(v, _Codes):
+        if not isinstance(v, Codes):
             raise LayerError(f"node {fx.name!r} ({fx.target}): its input {arg} is not a "
                              f"dequantized tensor (float values the quantizer left "
                              f"unquantized); supported: {SUPPORTED}")
@@ -197,7 +176,7 @@ def from_pt2e(program: Any) -> Graph:
             if not isinstance(src, str) or src not in qmap.values():
                 raise LayerError(f"node {fx.name!r}: dequantize of something other than a "
                                  "quantize node's codes")
-            val[fx.name] = _Codes(src, s, z)
+            val[fx.name] = Codes(src, s, z)
         elif k in ("conv", "linear"):
             x = codes_of(fx, fx.args[0])
             wv = val.get(fx.args[1].name)
@@ -221,14 +200,14 @@ def from_pt2e(program: Any) -> Graph:
                 layer = IntLayer(kind="conv2d", stride=a[0] or 1, padding=a[1] or 0,
                                  dilation=a[2] or 1, groups=a[3] or 1, **common)
             emit(ArrayLayer(name=name, inputs=(x.node,), layer=layer))
-            val[fx.name] = _Acc(name, layer, bias)
+            val[fx.name] = Accumulator(name, layer, bias)
         elif k == "relu":
             src = val.get(fx.args[0].name)
-            if isinstance(src, (_Acc, _Sum)):
+            if isinstance(src, (Accumulator, _Sum)):
                 val[fx.name] = type(src)(**{**src.__dict__, "relu": True})
-            elif isinstance(src, _Codes):
+            elif isinstance(src, Codes):
                 name = emit(Clamp(name=unique(fx.name), inputs=(src.node,), lo=src.zero_point))
-                val[fx.name] = _Codes(name, src.scale, src.zero_point)
+                val[fx.name] = Codes(name, src.scale, src.zero_point)
             else:
                 raise LayerError(f"node {fx.name!r} (relu) on values that are not quantized; "
                                  f"supported: {SUPPORTED}")
@@ -239,12 +218,12 @@ def from_pt2e(program: Any) -> Graph:
         elif k in ("maxpool", "reshape"):
             src = val.get(fx.args[0].name)
             make = _maxpool(fx) if k == "maxpool" else _reshape(fx)
-            if isinstance(src, _Acc):
+            if isinstance(src, Accumulator):
                 val[fx.name] = dataclasses.replace(src, post=src.post + ((fx, make),))
             else:
                 x = codes_of(fx, fx.args[0])
                 name = emit(make(unique(fx.name), x.node))
-                val[fx.name] = _Codes(name, x.scale, x.zero_point)
+                val[fx.name] = Codes(name, x.scale, x.zero_point)
         elif k == "q":
             src = val.get(fx.args[0].name)
             s, z, qmin, qmax, dtype = float(fx.args[1]), int(fx.args[2]), int(fx.args[3]), \
@@ -253,7 +232,7 @@ def from_pt2e(program: Any) -> Graph:
             out = dict(scale=s, zero_point=z, bits=bits, signed=signed, lo=qmin, hi=qmax)
             if isinstance(src, str):                               # the program's input
                 name = emit(Quantize(name=unique(fx.name), inputs=(src,), mode="f32_mul_inv", **out))
-            elif isinstance(src, _Acc):
+            elif isinstance(src, Accumulator):
                 f32 = np.float32
                 lay = src.layer
                 inv = f32(1) / f32(s)
@@ -271,7 +250,7 @@ def from_pt2e(program: Any) -> Graph:
                 name = emit(Add(name=unique(fx.name), inputs=(src.a.node, src.b.node),
                                 multipliers=(src.a.scale, src.b.scale), mode="dequant_mul",
                                 input_zero_points=(src.a.zero_point, src.b.zero_point), **out))
-            elif isinstance(src, _Codes):
+            elif isinstance(src, Codes):
                 if (src.scale, src.zero_point) != (s, z):
                     raise LayerError(f"node {fx.name!r}: requantizing codes to other parameters "
                                      f"({src.scale}, {src.zero_point}) -> ({s}, {z}) after a "
@@ -327,10 +306,10 @@ def _node_type(nodes: list[Node], name: str) -> Any:
 def _output(o: Any, v: Any, nodes: list[Node], emit: Callable[[Node], str],
             unique: Callable[[str], str]) -> str:
     """The graph node of one program output: a dequantized tensor or a layer's float output."""
-    if isinstance(v, _Codes):
+    if isinstance(v, Codes):
         return emit(Dequantize(name=unique(f"{o.name}"), inputs=(v.node,), scale=[v.scale],
                                zero_point=v.zero_point, mode="f32"))
-    if isinstance(v, _Acc) and not v.relu:
+    if isinstance(v, Accumulator) and not v.relu:
         lay = v.layer
         if v.bias is not None:          # no bias after a Dequantize: into the accumulator
             i = next(i for i, n in enumerate(nodes) if n.name == v.node)

@@ -38,7 +38,7 @@ import numpy as np
 
 from accel.arith import code_range
 from accel.frontends import QONNX_DOMAINS
-from accel.frontends.onnx_graph import OnnxGraph, OnnxNode, read_onnx
+from accel.frontends.onnx_graph import OnnxGraph, OnnxNode, read_onnx, unique_name
 from accel.graph import Graph
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.nodes import (Add, ArrayLayer, AvgPool, Clamp, Concat, Dequantize, Input, MaxPool,
@@ -110,12 +110,7 @@ class _Mapper:
         self.observed: dict[str, tuple[str, float, int]] = {}
 
     def name(self, base: str) -> str:
-        n, i = base, 1
-        while n in self.names:
-            i += 1
-            n = f"{base}_{i}"
-        self.names.add(n)
-        return n
+        return unique_name(base, self.names)
 
     def emit(self, node: Node) -> str:
         self.nodes.append(node)
