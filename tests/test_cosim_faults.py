@@ -130,3 +130,16 @@ def test_forwarding_off_is_not_reached_by_the_schedule(tmp_path):
                 jobs += 1
     assert bad == 0 and jobs == 48
     assert _cosim(build, tmp_path).ok
+
+
+@pytest.mark.slow
+def test_pe_saturation_rail_off_by_one(monkeypatch, tmp_path):
+    """The PEs saturate to 2^(P-1) - 2: a saturated partial sum moves every later sum."""
+    from rtl_gen import pe as pe_mod
+
+    monkeypatch.setattr(pe_mod, "op_bits", off_rail(pe_mod.op_bits))
+    build = _faulty("pe-rail-off-by-one")
+    monkeypatch.undo()
+    res = _cosim(build, tmp_path)
+    assert sum(s.pe_overflow_outputs for s in res.model.layers) > 0
+    _assert_caught(res, "y_data")
