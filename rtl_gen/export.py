@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import Signal, ValueCastable
+from amaranth.hdl import Fragment, Signal, ValueCastable
 from amaranth.lib import wiring
 
 from accel.config import ArrayConfig
@@ -73,14 +73,21 @@ def check_name(name: str) -> None:
                          f"starting with a digit), not {name!r}")
 
 
-def to_verilog(component: wiring.Component, name: str) -> str:
+def to_verilog(component: wiring.Component | Fragment, name: str) -> str:
     """Verilog text of ``component`` as a top module called ``name``, with flat ports.
 
     Works for :class:`rtl_gen.top.Top` and for any block on its own (e.g.
     :class:`rtl_gen.pe.PE`, :class:`rtl_gen.accmem.AccMem`) for synthesis reports. The output has
-    no source-location attributes, so it is reproducible.
+    no source-location attributes, so it is reproducible. ``component`` may also be a fragment
+    elaborated from such a block and then altered (the fault-injection hook of the tests, as for
+    the formal harnesses: :func:`rtl_gen.formal.harness.elaborate`); its ports are the block's.
     """
     check_name(name)
+    fragment = component
+    if isinstance(component, Fragment):
+        from rtl_gen.formal.harness import elaborate
+
+        component, fragment = elaborate(component)
     # flat ports from the signature, leaving out constant members (e.g. an always-ready stream's
     # ready), which are no ports
     ports = {}
@@ -88,7 +95,7 @@ def to_verilog(component: wiring.Component, name: str) -> str:
         value = value.as_value() if isinstance(value, ValueCastable) else value
         if isinstance(value, Signal):
             ports["__".join(map(str, path))] = (value, None)  # direction inferred from use
-    return verilog.convert(component, name=name, ports=ports, emit_src=False)
+    return verilog.convert(fragment, name=name, ports=ports, emit_src=False)
 
 
 def tool_versions() -> dict[str, str]:
@@ -248,7 +255,8 @@ def vlt_text(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def export(config: ArrayConfig, out_dir: str | Path, name: str | None = None) -> ExportPaths:
+def export(config: ArrayConfig, out_dir: str | Path, name: str | None = None,
+           dut: Top | Fragment | None = None) -> ExportPaths:
     """Write ``<name>.v``, ``<name>.vlt`` and ``<name>.json`` for ``config`` into ``out_dir``.
 
     Parameters
@@ -259,11 +267,14 @@ def export(config: ArrayConfig, out_dir: str | Path, name: str | None = None) ->
         Created if missing.
     name : str, optional
         Top module and file base name; default ``config.name``.
+    dut : Top or Fragment, optional
+        Test hook for fault injection: the design to write instead of ``Top(config)`` (a
+        fragment elaborated from ``Top(config)`` and then altered, see :func:`to_verilog`).
     """
     check_rtl_config(config)
     name = config.name if name is None else name
     check_name(name)
-    text = to_verilog(Top(config), name)
+    text = to_verilog(Top(config) if dut is None else dut, name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = ExportPaths(out / f"{name}.v", out / f"{name}.vlt", out / f"{name}.json")

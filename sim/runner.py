@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from contextlib import contextmanager
@@ -233,7 +234,8 @@ class HarnessBuild:
     """A built co-simulation harness: the executable, its folder, manifest and build stamp.
 
     ``stamp`` digests everything the binary was built from (RTL, driver, flags): results
-    cached under it are stale once the generator or the driver changes.
+    cached under it are stale once the generator or the driver changes. ``variant`` names a
+    fault-injected build (:func:`build_harness`'s ``dut``; None: the generated design).
     """
 
     config: ArrayConfig
@@ -241,6 +243,7 @@ class HarnessBuild:
     binary: Path
     manifest: Path
     stamp: str
+    variant: str | None = None
 
 
 @contextmanager
@@ -255,19 +258,32 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def build_harness(config: ArrayConfig, root: str | Path | None = None) -> HarnessBuild:
+def build_harness(config: ArrayConfig, root: str | Path | None = None, *, dut: Any = None,
+                  variant: str | None = None) -> HarnessBuild:
     """Generate the RTL and the C++ driver and compile them with Verilator, unless cached.
 
     The folder is ``<root>/verilator-cosim/<config.name>-<config.hash>``; concurrent callers
     (worker processes) wait for one build. Raises :class:`SimulatorMissing` without Verilator
     or a C++ toolchain, :class:`VerifyError` (with the log's tail) when the build fails.
+
+    ``dut`` and ``variant`` are the test hook for fault injection: ``dut`` (a fragment
+    elaborated from ``Top(config)`` and then altered, :func:`rtl_gen.export.export`) is built
+    instead of the generated design, in its own folder ``<config.name>-<config.hash>-<variant>``.
+    It is exported again on every call (the generator's sources do not describe it), and its
+    binary is reused only while the exported Verilog is unchanged (the build stamp), so a
+    faulty build is never taken for the clean one, nor for another fault.
     """
     _check("verilator")
-    bdir = _root(root) / "verilator-cosim" / f"{config.name}-{config.hash}"
+    if (dut is None) != (variant is None) or \
+            (variant is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", variant)):
+        raise ValueError("a fault-injected harness needs both dut and variant (a name of "
+                         f"letters, digits, '_' and '-'), not dut={dut!r}, variant={variant!r}")
+    suffix = "" if variant is None else f"-{variant}"
+    bdir = _root(root) / "verilator-cosim" / f"{config.name}-{config.hash}{suffix}"
     with _locked(bdir.parent / f"{bdir.name}.lock"):
         key, key_file = _generator_key(config), bdir / "generator.key"
         binary, stamp_file = bdir / "harness", bdir / "build.stamp"
-        if binary.exists() and stamp_file.exists() and key_file.exists() and \
+        if dut is None and binary.exists() and stamp_file.exists() and key_file.exists() and \
                 key_file.read_text() == key:
             # the generator's sources are unchanged: so are the RTL and the driver
             return HarnessBuild(config, bdir, binary, bdir / "rtl" / f"{config.name}.json",
@@ -277,15 +293,16 @@ def build_harness(config: ArrayConfig, root: str | Path | None = None) -> Harnes
         from sim.records import RecordLayout
         from sim.tb.harness import load_manifest
 
-        paths = export(config, bdir / "rtl", name=config.name)
+        paths = export(config, bdir / "rtl", name=config.name, dut=dut)
         driver = bdir / "driver.cpp"
         driver.write_text(driver_source(RecordLayout(load_manifest(paths.manifest)), config.name))
         sources = [paths.vlt, paths.verilog, driver]
         stamp = hashlib.sha256(json.dumps([HARNESS_VERSION, HARNESS_ARGS] +
                                           [p.read_text() for p in sources]).encode()).hexdigest()
-        result = HarnessBuild(config, bdir, binary, paths.manifest, stamp)
+        result = HarnessBuild(config, bdir, binary, paths.manifest, stamp, variant)
         if binary.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
-            key_file.write_text(key)
+            if dut is None:
+                key_file.write_text(key)
             return result
         stamp_file.unlink(missing_ok=True)
         config.save(bdir / "config.json")
@@ -302,7 +319,8 @@ def build_harness(config: ArrayConfig, root: str | Path | None = None) -> Harnes
             raise VerifyError(f"Verilator build of the {config.name} harness failed (exit "
                               f"{proc.returncode}); log {log}:\n{proc.stdout[-3000:]}")
         stamp_file.write_text(stamp)
-        key_file.write_text(key)
+        if dut is None:
+            key_file.write_text(key)
         return result
 
 

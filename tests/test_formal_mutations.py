@@ -4,9 +4,9 @@ Each fault is injected in the test only: a generator function replaced with pyte
 ``monkeypatch`` (a saturation rail), a block built for a neighbouring configuration (the
 encoder's reach), or one assignment of the elaborated block rewritten (a flag no longer OR-ed,
 the forwarding path removed, a ready that listens to ``y_ready``); the fault-injection hook of a
-harness is its ``dut`` argument. A rewrite that finds nothing to rewrite is itself a failure, so
-a generator change cannot silently turn a mutation into a no-op. Every failure must come with a
-readable counterexample: the failed property and the inputs in decimal.
+harness is its ``dut`` argument. The faults themselves live in ``tests/rtl_faults.py``, shared
+with the co-simulation fault tests (``tests/test_cosim_faults.py``). Every failure must come
+with a readable counterexample: the failed property and the inputs in decimal.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Fragment, Mux, Signal, signed
-from amaranth.hdl import _ast
+from amaranth.hdl import Fragment
 
 from accel.config import ArrayConfig, OverQConfig
 from rtl_gen import accmem as accmem_mod
@@ -32,6 +31,8 @@ from rtl_gen.mesh import Mesh
 from rtl_gen.overq_encoder import OverQEncoder
 from rtl_gen.pe import PE
 from rtl_gen.top import Top
+
+from rtl_faults import acc_flag_not_ored, no_forwarding, off_rail, operand, rewrite
 
 SAT = ArrayConfig(rows=2, cols=2, act_bits=4, weight_bits=4, pe_acc_bits=8, out_acc_bits=9,
                   overflow="saturate", acc_depth=2)
@@ -57,40 +58,6 @@ def fails(harness, tmp_path: Path, *props: str) -> runner.ProofResult:
     assert [p["status"] for p in res.properties if p["name"] == failed[0]] == ["FAIL"]
     assert all(v is not None for step in cex["steps"] for v in step.values()), cex["steps"]
     return res
-
-
-def rewrite(fragment: Fragment, lhs: str, change) -> Fragment:
-    """Replace the right-hand side of the top-level assignments whose target is ``lhs`` (the
-    repr of the target, e.g. ``(slice (sig psum_reg) 8:9)``) with ``change(rhs)``."""
-    count = 0
-    for stmts in fragment.statements.values():
-        for i, stmt in enumerate(stmts):
-            if isinstance(stmt, _ast.Assign) and repr(stmt.lhs) == lhs:
-                stmts[i] = _ast.Assign(stmt.lhs, change(stmt.rhs))
-                count += 1
-    assert count, f"fault target {lhs} not found: the generator changed, update the fault"
-    return fragment
-
-
-def operand(index: int):
-    """``change`` keeping one operand of a binary operator (dropping the other)."""
-    def change(rhs):
-        assert isinstance(rhs, _ast.Operator) and len(rhs.operands) == 2, rhs
-        return rhs.operands[index]
-    return change
-
-
-def off_rail(original):
-    """``op_bits`` whose upper saturation rail is 2^(B-1) - 2 instead of 2^(B-1) - 1."""
-    def op_bits(m, total, bits, mode):
-        result, overflow = original(m, total, bits, mode)
-        if mode != "saturate":
-            return result, overflow
-        hi = (1 << (bits - 1)) - 1
-        bad = Signal(signed(bits), name="bad_rail")
-        m.d.comb += bad.eq(Mux(overflow & (result == hi), hi - 1, result))
-        return bad, overflow
-    return op_bits
 
 
 def test_wrong_saturation_rail_in_the_pe(monkeypatch, tmp_path):
@@ -125,16 +92,12 @@ def test_pe_flag_not_ored_down_the_column(tmp_path):
 
 
 def test_accumulator_flag_not_ored(tmp_path):
-    frag = Fragment.get(AccMem(SAT), None)
-    q, c = SAT.out_bits, SAT.cols
-    lo = c * q + c  # acc_ovf follows the C data lanes and the C pe_ovf bits
-    rewrite(frag, f"(slice (slice (sig new) {lo}:{lo + c}) 0:1)", operand(1))
+    frag = acc_flag_not_ored(Fragment.get(AccMem(SAT), None), SAT)
     fails(update_harness(SAT, dut=frag), tmp_path, "entry_flags")
 
 
 def test_forwarding_removed(tmp_path):
-    frag = Fragment.get(AccMem(SAT), None)
-    rewrite(frag, "(sig fwd_use)", operand(0))  # init only: the back-to-back path is gone
+    frag = no_forwarding(Fragment.get(AccMem(SAT), None))  # the back-to-back path is gone
     res = fails(update_harness(SAT, dut=frag), tmp_path, "entry")
     steps = res.counterexample["steps"]
     # the failing beat follows a beat to the same address on the edge before

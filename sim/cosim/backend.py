@@ -154,6 +154,9 @@ class RtlBackend:
     flip : (str, int, int), optional
         Fault injection, for testing the checker: in every GEMM of the layer named
         ``flip[0]``, invert bit ``flip[2]`` of ``y`` beat ``flip[1]`` as received.
+    build : sim.runner.HarnessBuild, optional
+        The harness to run on instead of ``build_harness(config, root)`` (a fault-injected
+        design, for testing the checker: :func:`sim.runner.build_harness`'s ``dut``).
     """
 
     semantics = ("RTL co-simulation: every GEMM on the generated Verilog (Verilator harness), "
@@ -165,7 +168,7 @@ class RtlBackend:
                  replay_dir: str | Path | None = None,
                  on_mismatch: str = "raise", root: str | Path | None = None,
                  progress: Callable[[GemmOutcome, GemmJob], None] | None = None,
-                 flip: tuple[str, int, int] | None = None) -> None:
+                 flip: tuple[str, int, int] | None = None, build: Any = None) -> None:
         from sim.runner import build_harness
 
         if on_mismatch not in ("raise", "record"):
@@ -177,7 +180,9 @@ class RtlBackend:
         self.batch, self.executor, self.stimulus, self.seed = batch, executor, stimulus, seed
         self.on_mismatch, self.progress, self.flip = on_mismatch, progress, flip
         self.root = None if root is None else str(root)
-        self.build = build_harness(config, self.root)
+        if build is not None and build.config != config:
+            raise ValueError(f"the harness was built for {build.config.name}, not {config.name}")
+        self.build = build_harness(config, self.root) if build is None else build
         self.cache = None if cache is None else GemmCache(cache)
         self.fresh = fresh
         if replay_dir is None and cache is not None:

@@ -287,11 +287,15 @@ def save_job(job: GemmJob, folder: str | Path) -> Path:
 
 @functools.lru_cache(maxsize=8)
 def _harness(build: Any, root: str | None) -> Any:
-    """The harness of ``build`` in this process (rebuilt where its executable is missing)."""
-    from sim.cosim.harness import Harness
+    """The harness of ``build`` in this process (rebuilt where its executable is missing, unless
+    it is a fault-injected build: only its maker has the faulty design)."""
+    from sim.cosim.harness import Harness, HarnessError
     from sim.runner import build_harness
 
     if not Path(build.binary).exists():
+        if build.variant is not None:
+            raise HarnessError(f"the fault-injected harness {build.binary} is missing here; it "
+                               "cannot be rebuilt from its configuration")
         build = build_harness(build.config, root)
     return Harness(build)
 

@@ -125,7 +125,7 @@ def cosim(graph: Any, batches: Callable[[int], tuple[Iterable[tuple[Any, Any]], 
           reference: Callable[[Any], dict[str, Any]] | None = None,
           root: str | Path | None = None,
           progress: Callable[[Any, Any], None] | None = None,
-          flip: tuple[str, int, int] | None = None) -> CosimResult:
+          flip: tuple[str, int, int] | None = None, build: Any = None) -> CosimResult:
     """Run ``graph`` with every GEMM on the RTL of ``config``.
 
     Parameters
@@ -141,7 +141,7 @@ def cosim(graph: Any, batches: Callable[[int], tuple[Iterable[tuple[Any, Any]], 
         ``gemms/`` (outcome cache: a rerun resumes) and ``replay/`` (failing GEMMs).
     fresh : bool
         Do not read cached outcomes (they are still written).
-    reference, progress, flip
+    reference, progress, flip, build
         As in :func:`accel.executor.simulate` and :class:`RtlBackend`.
     """
     from accel.executor import simulate
@@ -151,7 +151,8 @@ def cosim(graph: Any, batches: Callable[[int], tuple[Iterable[tuple[Any, Any]], 
     backend = RtlBackend(config, batch=batch, executor=executor, stimulus=stimulus, seed=seed,
                          cache=None if out is None else out / "gemms", fresh=fresh,
                          replay_dir=None if out is None else out / "replay",
-                         on_mismatch="record", root=root, progress=progress, flip=flip)
+                         on_mismatch="record", root=root, progress=progress, flip=flip,
+                         build=build)
     stream, _ = batches(batch * BATCHES_PER_WORKER * max(1, workers))
     start = time.perf_counter()
     with backend:
