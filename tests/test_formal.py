@@ -355,8 +355,11 @@ def test_result_is_cached_until_the_design_changes(tmp_path):
 
 
 def test_time_limit_gives_timeout(work):
+    """The 8 x 8-bit multiplier lemma takes 10-20 s of solver time here, far beyond the
+    smallest time limit sby accepts (1 s), however fast the machine of the day."""
     _needs_tools()
-    h = dict(formal.plan(SMALL, ["accmem"]))["accmem.update"]()
+    eight = ArrayConfig(rows=2, cols=2, act_bits=8, weight_bits=8, pe_acc_bits=32)
+    h = dict(formal.plan(eight, ["pe"]))["pe.product"]()
     h.folder = "timeout"
     res = runner.prove(h, root=work, timeout=1)
     assert res.status == "TIMEOUT" and not res.passed and res.counterexample is None

@@ -88,7 +88,7 @@ def test_data_file_with_labels(model_file, tmp_path, capsys):
     (["--model", "gemm", "--labels", "y.npy"], "data names no path; labels need one"),
     (["--model", "gemm", "--limit", "0"], "data limit must be at least 1, not 0"),
     (["--model", "nets/model.xyz"], "cannot tell the format of nets/model.xyz"),
-    (["--model", "model.xyz"], "unknown model 'model.xyz'; known models are gemm, cnn, mlp"),
+    (["--model", "model.xyz"], "unknown model 'model.xyz'; known models are gemm, cnn, fashion-resnet, mlp"),
 ])
 def test_bad_model_files_and_data_exit_2_before_work(args, message, tmp_path, capsys):
     db = tmp_path / "r.db"
