@@ -7,7 +7,8 @@ fine-tuned for every target P. Every quantized model is exported as an integer g
 ``accel.executor`` on the array (every conv/linear layer at that P, Q = P, R = 8, wrap and
 saturate; the image quantized to unsigned N-bit codes).
 
-Run (digits: about 5 minutes per seed on an idle core; Fashion-MNIST: about an hour)::
+Run (digits: about 5 minutes per seed on an idle core; Fashion-MNIST: about an hour per seed
+on one thread, OMP_NUM_THREADS=1)::
 
     nice python -m models.sweep --seeds 0 1 2 --out out/quant_sweep --checkpoints models/checkpoints
     nice python -m models.sweep --study fashion-resnet --seeds 0 1 --out out/fashion_sweep \\
