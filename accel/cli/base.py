@@ -126,6 +126,19 @@ def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         check_output(value, "/".join(action.option_strings) or action.dest, kind)
 
 
+def add_executor_arguments(parser: argparse.ArgumentParser,
+                           workers_help: str) -> argparse._ArgumentGroup:
+    """``--executor``, ``--workers``, ``--scheduler`` in a "how to run" group (the work runs on
+    ``sim.sweep.executors.make_executor`` of them)."""
+    r = parser.add_argument_group("how to run")
+    r.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local worker processes or a Dask cluster (default local)")
+    r.add_argument("--workers", type=int, default=2, help=workers_help)
+    r.add_argument("--scheduler", metavar="ADDRESS",
+                   help="Dask scheduler address for --executor dask (tcp://host:8786)")
+    return r
+
+
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
     """``--json PATH``: machine-readable output next to the human summary ('-' for stdout)."""
     output_path(parser, "--json", metavar="PATH", stdout=True,

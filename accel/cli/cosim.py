@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from accel.cli.base import Verb, add_json_argument, emit, output_path
+from accel.cli.base import Verb, add_executor_arguments, add_json_argument, emit, output_path
 from accel.cli.inputs import add_data_arguments, add_model_arguments
 from accel.config import add_config_arguments, config_from_args
 
@@ -46,13 +46,8 @@ reruns it under cocotb with waves. Harness builds are cached by configuration ha
                        help="longest y_ready drop in clock edges (default 8)")
         s.add_argument("--stimulus-seed", type=int, default=1, metavar="INT",
                        help="seed of the random stimulus (default 1)")
-        r = parser.add_argument_group("how to run")
-        r.add_argument("--executor", choices=("local", "dask"), default="local",
-                       help="local worker processes or a Dask cluster (default local)")
-        r.add_argument("--workers", type=int, default=2,
-                       help="local worker processes; 1 runs the GEMMs in this process (default 2)")
-        r.add_argument("--scheduler", metavar="ADDRESS",
-                       help="Dask scheduler address for --executor dask (tcp://host:8786)")
+        r = add_executor_arguments(
+            parser, "local worker processes; 1 runs the GEMMs in this process (default 2)")
         output_path(r, "-o", "--out-dir", kind="dir", default=DEFAULT_OUT,
                     help=f"GEMM result cache and replay folders (default {DEFAULT_OUT})")
         r.add_argument("--fresh", action="store_true",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from accel.cli.base import Verb, add_json_argument, emit, output_path
+from accel.cli.base import Verb, add_executor_arguments, add_json_argument, emit, output_path
 from accel.config import ArrayConfig, OverQConfig, add_config_arguments
 
 DEFAULT_DB = "results.db"
@@ -168,13 +168,7 @@ Sweep file format: see sim/sweep/grid.py (models, quantizers, checkpoint_p, data
                             "accel energy --help)")
         g.add_argument("--checkpoints", metavar="DIR",
                        help="checkpoint folder (default: the shipped models/checkpoints)")
-        r = parser.add_argument_group("how to run")
-        r.add_argument("--executor", choices=("local", "dask"), default="local",
-                       help="local worker processes or a Dask cluster (default local)")
-        r.add_argument("--workers", type=int, default=2,
-                       help="local worker processes (default 2)")
-        r.add_argument("--scheduler", metavar="ADDRESS",
-                       help="Dask scheduler address for --executor dask (tcp://host:8786)")
+        r = add_executor_arguments(parser, "local worker processes (default 2)")
         r.add_argument("--dry-run", action="store_true", help="list the points and stop")
         r.add_argument("--list", action="store_true",
                        help="list the models, quantizers and checkpoints a sweep can use (of "
