@@ -26,11 +26,17 @@ SLOW = ["--model", "gemm", "--rows", "4", "--cols", "4", "--overflow", "saturate
         "--no-adversarial"]
 
 
+def _default_sigint() -> None:
+    # Python turns SIGINT into KeyboardInterrupt only where its parent left SIGINT at the
+    # default; a suite started in the background (`cmd &`, nohup) passes SIG_IGN down
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sweep(db: Path, ps: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "accel", "sweep", *SLOW, "--grid",
                              f"pe_acc_bits={ps}", "--db", str(db), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=db.parent)
+                            start_new_session=True, cwd=db.parent, preexec_fn=_default_sigint)
 
 
 def alive(pid: int) -> bool:
