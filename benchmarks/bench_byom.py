@@ -22,18 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from walltime import best_of
+
 #: Target: the executor's wall time over onnxruntime's on the same file and data.
 TARGET_X = 5.0
 BATCH = 256
-
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:
@@ -71,10 +64,12 @@ def main() -> None:
     so.intra_op_num_threads = args.threads
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    logits = []
-    t_ort = _best(lambda: logits.__setitem__(slice(None), [sess.run(None, {name: x})[0]
-                                                          for x, _ in batches]), args.repeat)
-    ort_acc = float((np.concatenate(logits).argmax(1) == test.y).mean())
+
+    def ort_logits() -> np.ndarray:
+        return np.concatenate([sess.run(None, {name: x})[0] for x, _ in batches])
+
+    t_ort = best_of(ort_logits, args.repeat)
+    ort_acc = float((ort_logits().argmax(1) == test.y).mean())
 
     lm = load_model(path)
     cfg = ArrayConfig(rows=8, cols=8, pe_acc_bits=32)
@@ -84,9 +79,9 @@ def main() -> None:
         res["r"] = simulate(lm.graph, batches, GoldenBackend(cfg), [CycleMeter(cfg)],
                             reference=reference)
 
-    t_sim = _best(lambda: run(None), args.repeat)
+    t_sim = best_of(lambda: run(None), args.repeat)
     acc = res["r"].accuracy
-    t_ref = _best(lambda: run(lm.reference), args.repeat)
+    t_ref = best_of(lambda: run(lm.reference), args.repeat)
     agree = [s.agreement for s in res["r"].layers if s.agreement]
     equal = sum(a["equal"] for a in agree) == sum(a["compared"] for a in agree)
     print(f"{len(test.x)} images, batches of {BATCH}, {args.threads} thread(s)")

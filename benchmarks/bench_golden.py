@@ -23,12 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import time
 
 import numpy as np
 
 from accel.config import ArrayConfig
 from accel.golden import gemm
+
+from walltime import best_of
 
 
 #: Operand sets, in the order they run.
@@ -65,15 +66,6 @@ def overflowing_share(x: np.ndarray, w: np.ndarray, rows: int, bits: int, sample
         pre = np.cumsum(xs[:, f * rows:(f + 1) * rows, None] * w[None, f * rows:(f + 1) * rows], axis=1)
         hit[:, :, f] = ((pre < -(1 << (bits - 1))) | (pre >= 1 << (bits - 1))).any(axis=1)
     return float(hit.mean())
-
-
-def best_of(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,8 @@ from accel.config import ArrayConfig, OverQConfig
 from accel.golden import gemm
 from accel.overq import encode
 from accel.overq_coverage import coverage_sweep, coverage_table, random_lanes
+
+from walltime import best_of
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,16 +54,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def best_time(fn, repeats: int) -> float:
-    """Shortest wall time of ``fn()`` over ``repeats`` runs, in seconds."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # P wide enough for any mode and N, so that the GEMM timing is that of the event-free path
@@ -82,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     deep = dataclasses.replace(base, overq=OverQConfig(mode=args.mode, cascade=max(args.cascades)))
     rng = np.random.default_rng(args.seed)
     x = random_lanes(rng, args.vectors, deep, 0.5, args.outlier_rate)
-    enc_s = best_time(lambda: encode(x, deep), args.repeats)
+    enc_s = best_of(lambda: encode(x, deep), args.repeats)
     t, k, o = 4096, 4 * args.rows, 64
     xg = random_lanes(rng, t * k // args.rows, deep, 0.5, args.outlier_rate).reshape(t, k)
     wg = rng.integers(*deep.weight_range, size=(k, o), endpoint=True)
-    gemm_s = best_time(lambda: gemm(xg, wg, deep), args.repeats)
+    gemm_s = best_of(lambda: gemm(xg, wg, deep), args.repeats)
     timing = {"encoder_vectors_per_s": args.vectors / enc_s, "encoder_lanes": args.rows,
               "encoder_cascade": deep.overq.cascade, "gemm_shape_tko": [t, k, o],
               "gemm_macs_per_s": t * k * o / gemm_s}

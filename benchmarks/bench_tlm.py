@@ -25,6 +25,8 @@ from accel.timing import timing
 from models.random_nets import reference_graph
 from sim.cycles import CycleMeter, gemm_cycles
 
+from walltime import best_of
+
 #: Targets: the executor's wall time over the float forward, without and with the extremes.
 TARGET_VALUES_X = 5.0
 TARGET_EXTREMES_X = 10.0
@@ -50,16 +52,6 @@ def imagenet_cycles(config: ArrayConfig) -> int:
         ho, wo = conv_output_size(h, k, s, p, 1), conv_output_size(w, k, s, p, 1)
         total += rep * gemm_cycles(ho * wo, c_in * k * k, c_out, config, tm).cycles
     return total
-
-
-def best_of(fn, repeat: int) -> float:
-    """Shortest wall time of ``repeat`` calls (the machine is shared: the minimum is the signal)."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
