@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from accel.frontends.values import Accumulator, Codes
+from accel.frontends.values import Accumulator, Codes, recording_run
 from accel.graph import Graph
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.nodes import (Add, ArrayLayer, Clamp, Dequantize, Input, MaxPool, Node, Quantize,
@@ -326,26 +326,18 @@ def reference(program: Any, graph: Graph) -> Callable[[np.ndarray], dict[str, np
     """``x -> {"logits": ..., node: codes}``: the program's own output and the codes of every one
     of its quantize nodes, at the graph node that computes them."""
     import torch
-    import torch.fx
 
     gm = program.module() if hasattr(program, "module") and not isinstance(
         program, torch.nn.Module) else program
     qmap = graph.meta.get("pt2e_quantize_nodes", {})
 
-    class Recorder(torch.fx.Interpreter):
-        def run_node(self, n: Any) -> Any:
-            out = super().run_node(n)
-            if n.name in qmap and qmap[n.name] not in self.seen:
-                self.seen[qmap[n.name]] = out.numpy().astype(np.int64)
-            return out
+    recorded = recording_run(gm, lambda n, out: (qmap[n.name], out.numpy().astype(np.int64))
+                             if n.name in qmap else None)
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        rec = Recorder(gm)
-        rec.seen = {}
-        with torch.no_grad():
-            out = rec.run(torch.from_numpy(np.asarray(x, np.float32)))
+        out, seen = recorded(x)
         out = out[0] if isinstance(out, (tuple, list)) else out
-        res = {"logits": out.numpy(), **rec.seen}
+        res = {"logits": out.numpy(), **seen}
         if graph.outputs[0] not in res:
             res[graph.outputs[0]] = res["logits"]
         return res

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from accel.frontends.values import recording_run
 from accel.graph import Graph
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.nodes import (Add, ArrayLayer, Clamp, Dequantize, Input, MaxPool, Node, Quantize,
@@ -318,23 +319,19 @@ def reference(model: Any, graph: Graph) -> Callable[[np.ndarray], dict[str, np.n
     mods = dict(traced.named_modules())
     wanted = {n for n, t in graph.types.items() if not isinstance(t, str) and t.is_codes}
 
-    class Recorder(torch.fx.Interpreter):
-        def run_node(self, n: Any) -> Any:
-            out = super().run_node(n)
-            if getattr(out, "is_quantized", False):
-                mod = mods.get(n.target) if n.op == "call_module" else None
-                key = (f"{n.target}.requantize" if mod is not None and is_quantized_layer(mod)
-                       else n.target if mod is not None and n.target in wanted else n.name)
-                if key in wanted and key not in self.seen:
-                    self.seen[key] = out.int_repr().numpy().astype(np.int64)
-            return out
+    def codes(n: Any, out: Any) -> tuple[str, np.ndarray] | None:
+        if not getattr(out, "is_quantized", False):
+            return None
+        mod = mods.get(n.target) if n.op == "call_module" else None
+        key = (f"{n.target}.requantize" if mod is not None and is_quantized_layer(mod)
+               else n.target if mod is not None and n.target in wanted else n.name)
+        return (key, out.int_repr().numpy().astype(np.int64)) if key in wanted else None
+
+    recorded = recording_run(traced, codes)
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        rec = Recorder(traced)
-        rec.seen = {}
-        with torch.no_grad():
-            out = rec.run(torch.from_numpy(np.asarray(x, np.float32)))
+        out, seen = recorded(x)
         out = out.dequantize() if getattr(out, "is_quantized", False) else out
-        return {"logits": out.numpy(), **rec.seen}
+        return {"logits": out.numpy(), **seen}
 
     return run
