@@ -538,8 +538,7 @@ class MaxPool(_Window, Node):
 
     def apply(self, v: np.ndarray) -> np.ndarray:
         v = np.asarray(v)
-        return self._reduce(v, np.maximum, np.iinfo(v.dtype).min if v.dtype.kind == "i"
-                            else np.iinfo(np.int64).min)
+        return self._reduce(v, np.maximum, np.iinfo(np.int64).min)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -640,6 +639,7 @@ class AvgPool(_Window, _Codes):
             positions = self._windows(d, 0)
         acc = None
         for pos in positions:                         # one fp32 add per window position, in order
+            # the sum starts at +0, as in the docstring: 0 + d_1 (turns a -0 into +0)
             acc = pos + f32(0) if acc is None else np.add(acc, pos, out=acc)
         q = acc / n.astype(f32)
         q /= f32(self.scale)
