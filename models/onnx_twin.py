@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from accel.data import load_data
+from accel.data import model_data
 
 #: Images the MinMax calibration sees (the first of the training split).
 CALIBRATION = 512
@@ -37,11 +37,10 @@ def export_qdq(float_checkpoint: str | Path, out: str | Path, calibration: int =
     import torch
     from onnxruntime import quantization
 
-    from models.recipes import dataset_of, load_float
+    from models.recipes import load_float
 
     model, meta = load_float(float_checkpoint)
-    data = load_data(meta.get("dataset") or dataset_of(meta.get("model", "")), split="train")
-    x = data.x[:calibration]
+    x = model_data(meta, split="train").x[:calibration]
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         fp = Path(tmp) / "float.onnx"
