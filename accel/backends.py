@@ -24,7 +24,7 @@ from accel.extremes import Extremes, psum_extremes
 from accel.golden import gemm, layer_values
 from accel.layers import IntLayer, LayerError
 from accel.lowering import GemmShape, gemm_shape, lower, raise_output
-from accel.operand import exact_float32, layer_operand
+from accel.operand import exact_float32, layer_operand, one_blas_thread
 
 __all__ = ["LayerRun", "ArrayBackend", "ExactBackend", "GoldenBackend", "check_layer_fits"]
 
@@ -101,7 +101,7 @@ class ExactBackend:
         check_layer_fits(layer, self.config)
         op = layer_operand(layer, codes, self.config.lane_range)
         bias = 0 if layer.bias is None else layer.bias
-        with exact_float32():
+        with exact_float32(), one_blas_thread():
             exact = op.output(op.exact_sums() + bias)
         return LayerRun(exact, exact, None, None, 0, 0, op.shape)
 
@@ -125,10 +125,10 @@ class GoldenBackend:
         if cfg.overq is not None:
             return self._lowered(layer, codes)
         op = layer_operand(layer, codes, cfg.lane_range)
-        with exact_float32():
+        with exact_float32(), one_blas_thread():
             v = layer_values(op, layer.bias, cfg)
-        if self.extremes:
-            ext = self._extremes(layer, codes)
+            if self.extremes:
+                ext = self._extremes(layer, codes)
         return LayerRun(op.output(v.y), op.output(v.exact), op.output(v.pe_overflow),
                         op.output(v.acc_overflow), v.pe_events, v.acc_events, op.shape,
                         extremes=ext)

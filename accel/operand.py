@@ -32,7 +32,7 @@ from accel.layers import IntLayer
 from accel.lowering import GemmShape, check_codes, gemm_shape, padded_patches
 
 __all__ = ["Operand", "Matrix", "Patches", "NumpyOps", "TorchOps", "layer_operand",
-           "exact_float32", "index", "flat", "NHWC_MIN_PIXELS", "F32_EXACT"]
+           "exact_float32", "one_blas_thread", "index", "flat", "NHWC_MIN_PIXELS", "F32_EXACT"]
 
 #: Output pixels per image from which block sums are computed channel-last (faster there).
 NHWC_MIN_PIXELS = 256
@@ -187,6 +187,18 @@ def exact_float32() -> Iterator[None]:
         for k, v in zip(knobs, saved):
             k.fp32_precision = v
         torch.set_float32_matmul_precision(matmul)
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Run numpy's BLAS on one thread: the screen interleaves small numpy matmuls with torch's
+    convs, and BLAS's spinning threads then compete with torch's for the same cores (measured on
+    2 cores, ``benchmarks/bench_tlm.py``: the golden layers took 1.7 s with both pools, 1.05 s
+    with one BLAS thread)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 class Matrix:

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from accel.arith import GemmResult, chunk_rows, exact_matmul, fold_count, op, signed_range
+from accel.operand import one_blas_thread
 from accel.screen import pe_risky, sign_sums
 
 __all__ = ["scan_pairs", "pair_outputs", "accumulate_folds", "CHUNK_OUTPUTS", "SCAN_THREADS",
@@ -218,7 +218,7 @@ def accumulate_folds(folds: Iterable[tuple[np.ndarray, np.ndarray]], bias: np.nd
     if len(chunks) == 1 or SCAN_THREADS == 1:
         events = [chunk(rows) for rows in chunks]
     else:   # one BLAS thread per chunk: BLAS's own threads would compete with the chunks'
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(SCAN_THREADS) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(SCAN_THREADS) as pool:
             events = list(pool.map(chunk, chunks))
     return GemmResult(y, pe_ovf, acc_ovf, sum(e[0] for e in events), sum(e[1] for e in events),
                       overq)
