@@ -128,17 +128,10 @@ class GoldenBackend:
         with exact_float32(), one_blas_thread():
             v = layer_values(op, layer.bias, cfg)
             if self.extremes:
-                ext = self._extremes(layer, codes)
+                ext = psum_extremes(op, layer.bias, cfg.rows)
         return LayerRun(op.output(v.y), op.output(v.exact), op.output(v.pe_overflow),
                         op.output(v.acc_overflow), v.pe_events, v.acc_events, op.shape,
                         extremes=ext)
-
-    def _extremes(self, layer: IntLayer, codes: np.ndarray) -> Extremes:
-        ext = None
-        for x, w, b in lower(layer, codes, self.config.lane_range):
-            e = psum_extremes(x, w, b, self.config.rows)
-            ext = e if ext is None else ext | e
-        return ext
 
     def _lowered(self, layer: IntLayer, codes: np.ndarray) -> LayerRun:
         """OverQ: each group's GEMM on its encoded lanes (:func:`accel.overq.overq_gemm`)."""

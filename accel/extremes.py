@@ -1,16 +1,18 @@
-"""Exact partial-sum extremes of a GEMM: the widths its data really needs.
+"""Exact partial-sum extremes of a layer's GEMMs: the widths its data really needs.
 
 The smallest P with no PE event on some data is the signed width of the largest and smallest
 exact PE partial sum (every prefix of every fold, 0 included); the smallest Q, of the largest and
 smallest exact accumulator value (the bias and the bias plus every fold prefix). No wrapping, no
 clamping: these describe the data, whatever P and Q the array has.
 
-:func:`psum_extremes` finds them without stepping through every product: one matmul per fold
-gives the fold sums (exact accumulator values at every fold edge, and a lower bound on the PE
-extremes); per (vector, fold), ``sum |x| * max_o |w|`` bounds every prefix of every channel; where
-that beats the extreme found so far, the exact sums of the positive and of the negative products
-(:func:`accel.screen.sign_sums`, the screen's bound) bound each channel's prefixes, and only the
-pairs whose bound still beats it are stepped, most promising first.
+:func:`psum_extremes` finds them without stepping through every product. Vectors go in chunks
+(:meth:`accel.operand.Operand.row_block`); per chunk one batched matmul over the folds gives, for
+every (fold, vector, channel), the sums of its positive and of its negative products (the screen's
+bound, :mod:`accel.screen`: every prefix of the fold lies between the two). Their sum is the fold
+sum, which is itself a prefix (a lower bound on the PE extremes), and a cumulative sum over the
+folds gives every accumulator value exactly. Only the (fold, vector, channel) triples whose bound
+beats the extreme found so far are stepped, most promising first; on real data they are a few in
+10^4 (measured on ``benchmarks/bench_tlm.py``'s ResNet-18).
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from accel.arith import chunk_rows, fold_count
-from accel.screen import sign_sums
+from accel.operand import F32_EXACT, Operand
 
-__all__ = ["Extremes", "psum_extremes"]
+__all__ = ["Extremes", "psum_extremes", "EXTREMES_CHUNK"]
+
+#: Sign sums (folds x vectors x 2 channels) one chunk of vectors holds at once.
+EXTREMES_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -39,75 +44,148 @@ class Extremes:
                         min(self.acc_min, other.acc_min), max(self.acc_max, other.acc_max))
 
 
-def _scan_prefix(x: np.ndarray, w: np.ndarray, ti: np.ndarray, oi: np.ndarray) -> tuple[int, int]:
-    """Largest and smallest prefix sum of ``x[t, :] * w[:, o]`` over the pairs ``(ti, oi)``."""
+def _sign_weights(w: np.ndarray, folds: int, rows: int, signed: bool, dtype: "torch.dtype"
+                  ) -> "torch.Tensor":  # noqa: F821
+    """``w[K, O]`` per fold as the right operand of the sign sums: ``[F, R, 2 O]`` (``[w+ | w-]``)
+    for unsigned codes, ``[F, 2 R, 2 O]`` (``[[w+, w-], [w-, w+]]`` against ``[x+ | x-]``) else."""
+    import torch
+
+    k, o = w.shape
+    wf = torch.from_numpy(np.pad(w, ((0, folds * rows - k), (0, 0)))).to(dtype).reshape(folds, rows, o)
+    wp, wn = wf.clamp(min=0), wf.clamp(max=0)
+    if not signed:
+        return torch.cat([wp, wn], dim=2)
+    return torch.cat([torch.cat([wp, wn], dim=2), torch.cat([wn, wp], dim=2)], dim=1)
+
+
+class _Candidates:
+    """(fold, vector, channel) triples whose PE bound beats the extremes seen, with that bound."""
+
+    def __init__(self) -> None:
+        self.parts: dict[bool, list[tuple[np.ndarray, ...]]] = {True: [], False: []}
+
+    def add(self, bound: "torch.Tensor", level: int, t0: int, o0: int, upper: bool) -> None:  # noqa: F821
+        """The triples of ``bound`` (``[F, n, og]``, vectors from ``t0``, channels from ``o0``)
+        above ``level`` (``upper``), else below it; (fold, vector) pairs are sifted first."""
+        edge = bound.amax(dim=2) > level if upper else bound.amin(dim=2) < level
+        f, t = edge.nonzero(as_tuple=True)
+        rows = bound[f, t]                                                    # [m, og]
+        i, o = (rows > level if upper else rows < level).nonzero(as_tuple=True)
+        f, t = f[i], t[i]
+        self.parts[upper].append((f.numpy(), t.numpy() + t0, o.numpy() + o0,
+                                  rows[i, o].numpy()))
+
+    def sorted(self, upper: bool) -> tuple[np.ndarray, ...] | None:
+        """Every triple kept, largest (``upper``) or smallest bound first."""
+        parts = self.parts[upper]
+        if not parts:
+            return None
+        f, t, o, bound = (np.concatenate(c) for c in zip(*parts))
+        order = np.argsort(-bound if upper else bound, kind="stable")
+        return f[order], t[order], o[order], bound[order]
+
+
+def _fold_edges(s: "torch.Tensor", bias: np.ndarray, s_max: int) -> tuple[int, int]:  # noqa: F821
+    """Smallest and largest accumulator value ``bias + s[0] + ... + s[f]`` over every fold f of
+    the fold sums ``s[F, n, og]`` (exact integers, ``|s| <= s_max``; ``s`` is overwritten).
+
+    The bias joins the first fold; then, in float32, one matmul with a lower-triangular matrix of
+    ones when every sum it can form stays below 2^24 (several times faster than a cumulative sum
+    over the outer axis), else a cumulative sum, again in float64 when a value reaches 2^24
+    (rounding is monotone: below that every one was exact)."""
+    import torch
+
+    folds = s.shape[0]
+    big = int(np.abs(bias).max(initial=0))
+    if s.dtype == torch.float32 and big < F32_EXACT:
+        first = s[0].clone()
+        s[0] += torch.tensor(bias, dtype=torch.float32)
+        if folds * s_max + big < F32_EXACT:
+            acc = torch.mm(torch.tril(torch.ones(folds, folds)), s.reshape(folds, -1))
+            lo, hi = torch.aminmax(acc)
+            return int(lo), int(hi)
+        lo, hi = torch.aminmax(torch.cumsum(s, dim=0))
+        if max(int(hi), -int(lo)) < F32_EXACT:
+            return int(lo), int(hi)
+        s[0] = first
+    s = s.double()
+    s[0] += torch.tensor(bias, dtype=torch.float64)
+    lo, hi = torch.aminmax(torch.cumsum(s, dim=0))
+    return int(lo), int(hi)
+
+
+def _step(op: Operand, f: np.ndarray, t: np.ndarray, o: np.ndarray, rows: int) -> tuple[int, int]:
+    """Largest and smallest prefix of the products of fold ``f[i]`` of output ``(t[i], o[i])``."""
     hi = lo = 0
-    step = chunk_rows(x.shape[1])
-    for i in range(0, ti.size, step):
-        prods = x[ti[i:i + step]].astype(np.int64) * w[:, oi[i:i + step]].T
+    k = op.shape.k
+    for fi in np.unique(f):
+        sel = f == fi
+        k0, k1 = int(fi) * rows, min(k, (int(fi) + 1) * rows)
+        prods = op.take(t[sel], o[sel], k0, k1, np.int64) * op.weights(o[sel], k0, k1, np.int64)
         np.cumsum(prods, axis=1, out=prods)
         hi, lo = max(hi, int(prods.max())), min(lo, int(prods.min()))
     return hi, lo
 
 
-def psum_extremes(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, rows: int) -> Extremes:
-    """Exact partial-sum extremes of ``x[T, K] . w[K, O] + bias`` in folds of ``rows`` rows.
+def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
+    """Exact partial-sum extremes of every GEMM of the layer behind ``op`` (bias ``[O]`` preloaded)
+    in folds of ``rows`` rows.
 
-    Matmuls run in float32 when every sum they form stays below 2^24 (exact), else float64 (exact
-    below 2^53), on every core (torch).
+    Sign sums run in float32 while every fold's stay below 2^24 (exact), else float64 (exact below
+    2^53); accumulator values in the sums' dtype, and again in float64 when one reaches 2^24 in
+    float32 (rounding is monotone: below that every one was exact). On every core (torch); run
+    inside :func:`accel.operand.exact_float32`.
     """
     import torch
 
-    t, k = x.shape
-    o = w.shape[1]
-    b = np.zeros(o, np.int64) if bias is None else np.asarray(bias, np.int64)
-    if t == 0 or o == 0:
+    t, k, og, g = op.shape.t, op.shape.k, op.shape.o, op.shape.groups
+    b = np.zeros(og * g, np.int64) if bias is None else np.asarray(bias, np.int64)
+    if t == 0 or og == 0:
         return Extremes(acc_min=int(b.min(initial=0)), acc_max=int(b.max(initial=0)))
+    lo, hi = op.code_span()
+    amax, signed = max(hi, -lo), lo < 0
     folds = fold_count(k, rows)
-    wabs = np.abs(w)
-    xmax = max(float(x.max()), -float(x.min()))
-    fold_bound = xmax * float(wabs.max()) * min(rows, k)
-    dt = torch.float32 if fold_bound < 2**24 else torch.float64      # fold sums and bounds
-    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dt)
-    wt = torch.from_numpy(np.array(w)).to(dt)
-    # per (vector, fold) bounds on every prefix of every channel: sum_k |x| * max_o |w|
-    sel = np.zeros((k, folds), dtype=np.float64)
-    sel[np.arange(k), np.arange(k) // rows] = 1
-    wrow = torch.from_numpy(wabs.max(axis=1, initial=0)[:, None] * sel).to(dt)   # [K, F]
-    rbn = (xt.abs() @ wrow).T.to(torch.float64).contiguous().numpy()             # [F, T]
-    acc = torch.from_numpy(np.broadcast_to(b, (t, o)).astype(np.float64))       # exact < 2^53
-    acc_lo, acc_hi = int(b.min()), int(b.max())
     pe_lo = pe_hi = 0
-    for f in range(folds):
-        k0 = f * rows
-        s = xt[:, k0:k0 + rows] @ wt[k0:k0 + rows]
-        lo, hi = torch.aminmax(s)
-        pe_lo, pe_hi = min(pe_lo, int(lo)), max(pe_hi, int(hi))
-        acc += s
-        lo, hi = torch.aminmax(acc)
-        acc_lo, acc_hi = min(acc_lo, int(lo)), max(acc_hi, int(hi))
-    # (vector, fold) pairs whose bound beats the extreme seen: the sums of their positive and of
-    # their negative products (the screen's bound) per channel, then step scans, most promising
-    # first
-    for f in range(folds):
-        k0 = f * rows
-        cand = np.flatnonzero((rbn[f] > pe_hi) | (-rbn[f] < pe_lo))
-        if cand.size == 0:
+    acc_lo, acc_hi = int(b.min()), int(b.max())
+    cands = _Candidates()
+    for gi in range(g):
+        w = op.w2[gi * og:(gi + 1) * og].T                                   # [K, og] int64
+        bg = b[gi * og:(gi + 1) * og]
+        aw = np.abs(w)
+        fold_bound = amax * int(aw.max(initial=0)) * min(rows, k)
+        dt = torch.float32 if fold_bound < F32_EXACT else torch.float64
+        npdt = np.float32 if dt == torch.float32 else np.float64
+        rhs = _sign_weights(w, folds, rows, signed, dt)
+        step = op.row_step(EXTREMES_CHUNK // (folds * 2 * og))
+        for t0 in range(0, t, step):
+            x = op.row_block(t0, min(t, t0 + step), gi, npdt)                 # [n, K]
+            n = x.shape[0]
+            x3 = torch.nn.functional.pad(x, (0, folds * rows - k)).reshape(n, folds, rows)
+            x3 = x3.transpose(0, 1)                                           # [F, n, R]
+            if signed:
+                x3 = torch.cat([x3.clamp(min=0), x3.clamp(max=0)], dim=2)
+            pn = torch.bmm(x3, rhs)                                           # [F, n, 2 og]
+            pos, neg = pn[..., :og], pn[..., og:]
+            s = pos + neg                                                     # fold sums
+            s_lo, s_hi = (int(v) for v in torch.aminmax(s))
+            pe_lo, pe_hi = min(pe_lo, s_lo), max(pe_hi, s_hi)
+            a_lo, a_hi = _fold_edges(s, bg, max(s_hi, -s_lo))
+            acc_lo, acc_hi = min(acc_lo, a_lo), max(acc_hi, a_hi)
+            b_lo, b_hi = (int(v) for v in torch.aminmax(pn))        # min(neg), max(pos)
+            if b_hi > pe_hi:
+                cands.add(pos, pe_hi, t0, gi * og, True)
+            if b_lo < pe_lo:
+                cands.add(neg, pe_lo, t0, gi * og, False)
+    for upper in (True, False):
+        found = cands.sorted(upper)
+        if found is None:
             continue
-        xf, wf = x[cand, k0:k0 + rows], w[k0:k0 + rows]
-        pos, neg = sign_sums(xf, wf, float(rbn[f][cand].max()))
-        for bnd, upper in ((pos, True), (neg, False)):
-            ti, oi = np.nonzero(bnd > pe_hi) if upper else np.nonzero(bnd < pe_lo)
-            if ti.size == 0:
-                continue
-            val = bnd[ti, oi]
-            order = np.argsort(-val if upper else val, kind="stable")
-            ti, oi, val = ti[order], oi[order], val[order]
-            step = chunk_rows(xf.shape[1])
-            for i in range(0, ti.size, step):
-                keep = val[i:i + step] > pe_hi if upper else val[i:i + step] < pe_lo
-                if not keep.any():
-                    break                              # sorted: no later pair can beat it
-                hi, lo = _scan_prefix(xf, wf, ti[i:i + step][keep], oi[i:i + step][keep])
-                pe_hi, pe_lo = max(pe_hi, hi), min(pe_lo, lo)
+        f, tt, oo, bound = found
+        n = chunk_rows(rows)
+        for i in range(0, f.size, n):
+            keep = bound[i:i + n] > pe_hi if upper else bound[i:i + n] < pe_lo
+            if not keep.any():
+                break                                  # sorted: no later triple can beat it
+            h, l_ = _step(op, f[i:i + n][keep], tt[i:i + n][keep], oo[i:i + n][keep], rows)
+            pe_hi, pe_lo = max(pe_hi, h), min(pe_lo, l_)
     return Extremes(pe_lo, pe_hi, acc_lo, acc_hi)

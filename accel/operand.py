@@ -153,6 +153,10 @@ class Operand(Protocol):
 
     def rows(self, t: np.ndarray, g: int) -> np.ndarray: ...
 
+    def row_step(self, n: int) -> int: ...
+
+    def row_block(self, t0: int, t1: int, g: int, dtype: type) -> "torch.Tensor": ...  # noqa: F821
+
     def output(self, acc: np.ndarray) -> np.ndarray: ...
 
 
@@ -270,6 +274,16 @@ class Matrix:
         """The GEMM rows ``x[t]`` (int64 ``[n, K]``) of group ``g`` (0: one group)."""
         return self.x.reshape(self.shape.t, self.shape.k)[np.asarray(t, np.int64)].astype(np.int64)
 
+    def row_step(self, n: int) -> int:
+        """A chunk of about ``n`` rows (at least 1) for :meth:`row_block`."""
+        return max(1, n)
+
+    def row_block(self, t0: int, t1: int, g: int, dtype: type) -> "torch.Tensor":  # noqa: F821
+        """The GEMM rows ``x[t0:t1]`` as a torch ``[t1 - t0, K]`` tensor of ``dtype``."""
+        import torch
+
+        return torch.from_numpy(self._as(dtype)[0][t0:t1])
+
     def output(self, acc: np.ndarray) -> np.ndarray:
         """An ``[*lead, O]`` result in the output shape."""
         return acc.reshape(self.shape.out_shape)
@@ -311,6 +325,7 @@ class Patches:
         self.lead = self.shape.out_shape[:1] + self.shape.out_shape[2:]       # (N, Ho, Wo)
         x, view = padded_patches(codes, layer)                  # [N, C, Hp, Wp], its patches
         n, ho, wo, _, kh, kw = view.shape
+        self._view_shape, self._view_strides = tuple(view.shape), tuple(view.stride())
         cg = layer.weight.shape[1]
         st = view.stride()
         self._x = {torch.float32: x}
@@ -484,6 +499,36 @@ class Patches:
         t = np.asarray(t, np.int64)
         base = self._t_off[t] + g * self._g_off
         return self._flat_input(np.int64)[base[:, None] + self._k_off[None, :]]
+
+    def row_step(self, n: int) -> int:
+        """A chunk of about ``n`` rows (at least one output row) that :meth:`row_block` copies
+        without waste: whole images, else whole output rows."""
+        _, ho, wo = self.lead
+        return n // (ho * wo) * ho * wo if n >= ho * wo else max(wo, n // wo * wo)
+
+    def row_block(self, t0: int, t1: int, g: int, dtype: type) -> "torch.Tensor":  # noqa: F821
+        """The im2col rows ``x[t0:t1]`` of group ``g``, a torch ``[t1 - t0, K]`` tensor of
+        ``dtype``, copied from the patches of the output rows that hold them."""
+        import torch
+
+        _, ho, wo = self.lead
+        cg = self.layer.weight.shape[1]
+        view = self._torch(dtype)[0].as_strided(self._view_shape, self._view_strides)
+        view = view[:, :, :, g * cg:(g + 1) * cg]                    # [N, Ho, Wo, cg, kh, kw]
+        r0, r1 = t0 // wo, -(-t1 // wo)                              # output rows n * Ho + h
+        parts, r = [], r0
+        while r < r1:
+            n, h = divmod(r, ho)
+            if h == 0 and r1 - r >= ho:                              # whole images
+                m = (r1 - r) // ho
+                parts.append(view[n:n + m].reshape(-1, self.shape.k))
+                r += m * ho
+            else:                                                    # rows of one image
+                e = min(r1, (n + 1) * ho)
+                parts.append(view[n, h:h + e - r].reshape(-1, self.shape.k))
+                r = e
+        block = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return block[t0 - r0 * wo:t1 - r0 * wo]
 
     def output(self, acc: np.ndarray) -> np.ndarray:
         """An ``[*lead, O]`` result in the layer's output shape ``[N, O, Ho, Wo]``."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -11,11 +13,13 @@ from accel.arith import signed_bits
 from accel.backends import ExactBackend, GoldenBackend, check_layer_fits
 from accel.config import ArrayConfig
 from accel.executor import layer_stats
+import accel.extremes
 from accel.extremes import psum_extremes
 from accel.golden import gemm
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.lowering import gemm_shape, lower
 from accel.nodes import ArrayLayer
+from accel.operand import Matrix, Patches, exact_float32, layer_operand
 from accel.reference import reference_gemm
 from sim.cycles import CycleMeter, gemm_cycles
 
@@ -97,7 +101,8 @@ def test_extremes_exact_and_minimum_widths(seed, mode):
     if seed % 3 == 0:
         w[:, :] = -8
     b = rng.integers(-100, 100, o)
-    ext = psum_extremes(x.astype(np.float32), w, b, config.rows)
+    with exact_float32():
+        ext = psum_extremes(Matrix(x, w), b, config.rows)
     assert (ext.pe_min, ext.pe_max, ext.acc_min, ext.acc_max) == brute_extremes(x, w, b, config.rows)
     # the minimum widths avoid every event, one bit less does not (when it is legal)
     p_need = int(signed_bits([ext.pe_min, ext.pe_max]).max())
@@ -116,8 +121,53 @@ def test_extremes_wide_operands():
     rng = np.random.default_rng(3)
     x = rng.integers(0, 1 << 16, (5, 130))
     w = rng.integers(-(1 << 15), 1 << 15, (130, 3))
-    ext = psum_extremes(x.astype(np.float32), w, None, 64)
+    with exact_float32():
+        ext = psum_extremes(Matrix(x, w), None, 64)
     assert (ext.pe_min, ext.pe_max, ext.acc_min, ext.acc_max) == brute_extremes(x, w, np.zeros(3, int), 64)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_extremes_of_convs_in_chunks_equal_brute_force(seed, monkeypatch):
+    """Conv operands (groups, strides, padding with a zero point, signed codes) in chunks of a few
+    vectors - the bias near 2^24 on some seeds, so the float32 accumulator falls back to float64."""
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(accel.extremes, "EXTREMES_CHUNK", int(rng.integers(1, 4000)))
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = 2 * int(rng.integers(1, 4)), 2 * int(rng.integers(1, 4))
+    layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(1, 4)), int(rng.integers(1, 3)),
+                          int(rng.integers(0, 2)), 1, groups, zp=int(rng.integers(0, 3)))
+    if seed % 4 == 3:
+        layer = dataclasses.replace(layer, bias=layer.bias + (1 << 24) - 2000)
+    signed = seed % 2 == 1
+    codes = rng.integers(-128 if signed else 0, 128 if signed else 256, (2, c_in, 6, 7))
+    rows = int(rng.integers(1, 12))
+    with exact_float32():
+        ext = psum_extremes(layer_operand(layer, codes, (-128, 255)), layer.bias, rows)
+    want = None
+    for x, w, b in lower(layer, codes, (-128, 255)):
+        e = brute_extremes(x.astype(np.int64), w, b, rows)
+        want = e if want is None else (min(want[0], e[0]), max(want[1], e[1]),
+                                       min(want[2], e[2]), max(want[3], e[3]))
+    assert (ext.pe_min, ext.pe_max, ext.acc_min, ext.acc_max) == want
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_patches_row_blocks_equal_im2col_rows(seed):
+    rng = np.random.default_rng(seed)
+    groups = int(rng.choice([1, 3]))
+    layer, _ = conv_layer(rng, 3 * groups, 2 * groups, int(rng.integers(1, 4)),
+                          int(rng.integers(1, 3)), int(rng.integers(0, 3)), int(rng.integers(1, 3)), groups)
+    codes = rng.integers(0, 256, (3, 3 * groups, 9, 8))
+    op = layer_operand(layer, codes)
+    assert isinstance(op, Patches)
+    t = op.shape.t
+    step = op.row_step(int(rng.integers(1, 2 * t)))
+    for g in range(groups):
+        got = np.concatenate([op.row_block(t0, min(t, t0 + step), g, np.float32).numpy()
+                              for t0 in range(0, t, step)])
+        assert np.array_equal(got, op.rows(np.arange(t), g))
+        t0, t1 = sorted(int(v) for v in rng.integers(0, t + 1, 2))
+        assert np.array_equal(op.row_block(t0, t1, g, np.float64).numpy(), op.rows(np.arange(t0, t1), g))
 
 
 def test_golden_backend_extremes_reach_layer_stats():
