@@ -129,7 +129,9 @@ class GoldenBackend:
             v = layer_values(op, layer.bias, cfg)
             if self.extremes:
                 ext = psum_extremes(op, layer.bias, cfg.rows)
-        return LayerRun(op.output(v.y), op.output(v.exact), op.output(v.pe_overflow),
+        exact = op.output(v.exact)
+        acc = exact if v.y is v.exact else op.output(v.y)
+        return LayerRun(acc, exact, op.output(v.pe_overflow),
                         op.output(v.acc_overflow), v.pe_events, v.acc_events, op.shape,
                         extremes=ext)
 

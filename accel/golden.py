@@ -62,7 +62,8 @@ class Values:
 def resolve(op: Operand, res: ScreenResult, bias: np.ndarray, config: object) -> Values:
     """Step through what the screen left (``res.todo``, ``res.dense``); every other output is its
     exact sum with no event. Gathered outputs start at their fold edge, dense vectors at fold 0."""
-    y = res.exact.copy()
+    stepping = bool(res.todo) or (res.dense is not None and res.dense.any())
+    y = res.exact.copy() if stepping else res.exact     # nothing stepped: the exact sums
     pe_f = np.zeros(y.shape, dtype=bool)
     acc_f = np.zeros(y.shape, dtype=bool)
     pe_ev = acc_ev = stepped = 0

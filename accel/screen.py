@@ -311,20 +311,27 @@ class _Blocks:
     def _fold_sums_dense(self, rows: np.ndarray, ri: np.ndarray, oc: np.ndarray, e0: int, e1: int,
                          k0: int, with_pos: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
         """As :meth:`_fold_sums_gathered` for outputs ``(rows[ri[i]], oc[i])`` (one group), from
-        one matmul per fold over every output channel of ``rows``."""
+        one batched matmul over the folds and every output channel of ``rows`` (torch)."""
+        import torch
+        import torch.nn.functional as F
+
         r, o, dt = self.config.rows, self.op.shape.o, self.block_dtype
         nf = fold_count(e1 - e0, r)
-        x = self.op.take(rows, np.zeros(rows.size, np.int64), e0, e1, dt)      # [n, L]
-        w = self.op.weights(np.arange(o), e0, e1, dt).T                        # [L, O]
+        x = torch.from_numpy(self.op.take(rows, np.zeros(rows.size, np.int64), e0, e1, dt))  # [n, L]
+        w = torch.from_numpy(self.op.weights(None, e0, e1, dt)).T                           # [L, O]
         pad = nf * r - x.shape[1]
-        x3 = np.pad(x, ((0, 0), (0, pad))).reshape(rows.size, nf, r).transpose(1, 0, 2)
-        w3 = np.pad(w, ((0, pad), (0, 0))).reshape(nf, r, o)
-        pick = (slice(None), ri, oc)
+        x3 = F.pad(x, (0, pad)).reshape(rows.size, nf, r).transpose(0, 1)                 # [F, n, R]
+        w3 = F.pad(w, (0, 0, 0, pad)).reshape(nf, r, o)
+        ri, oc = torch.from_numpy(ri), torch.from_numpy(oc)
+
+        def picked(y: "torch.Tensor") -> np.ndarray:                    # [F, n, O] -> [m, F]
+            return y[:, ri, oc].T.to(torch.int64).numpy()
+
         pos = None
         if with_pos:
-            pp = np.maximum(x3, 0) @ np.maximum(w3, 0)
-            if x.size and x.min() < 0:
-                pp += np.minimum(x3, 0) @ np.minimum(w3, 0)
-            pos = pp[pick].T.astype(np.int64)
-        pre = x[:, :k0 - e0] @ w[:k0 - e0]                                      # [n, O]
-        return ((x3 @ w3)[pick].T.astype(np.int64), pos, pre[ri, oc].astype(np.int64))
+            pp = torch.bmm(x3.clamp(min=0), w3.clamp(min=0))
+            if x.numel() and x.min() < 0:
+                pp += torch.bmm(x3.clamp(max=0), w3.clamp(max=0))
+            pos = picked(pp)
+        pre = x[:, :k0 - e0] @ w[:k0 - e0]                                                  # [n, O]
+        return picked(torch.bmm(x3, w3)), pos, pre[ri, oc].to(torch.int64).numpy()
