@@ -95,7 +95,10 @@ def _clip_codes(v: np.ndarray, zero_point: int, lo: int, hi: int) -> np.ndarray:
     if max(zero_point - lo, hi - zero_point) >= 1 << 24:
         v = v.astype(np.float64)
     np.clip(v, lo - zero_point, hi - zero_point, out=v)
-    return v.astype(np.int64) + zero_point
+    out = v.astype(np.int64)
+    if zero_point:
+        out += zero_point
+    return out
 
 
 @dataclass(frozen=True)
@@ -732,8 +735,11 @@ class Add(_Codes):
             da = (np.asarray(a) - za).astype(f32) * f32(ma)
             db = (np.asarray(b) - zb).astype(f32) * f32(mb)
             return self._finish((da + db) * (f32(1) / f32(self.scale)))
-        v = (np.asarray(a) - za).astype(f32) * f32(ma)
-        v += (np.asarray(b) - zb).astype(f32) * f32(mb)
+        v = (np.asarray(a) - za if za else np.asarray(a)).astype(f32)
+        v *= f32(ma)
+        vb = (np.asarray(b) - zb if zb else np.asarray(b)).astype(f32)
+        vb *= f32(mb)
+        v += vb
         return self._finish(v)
 
 
