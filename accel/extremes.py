@@ -27,7 +27,7 @@ from accel.operand import F32_EXACT, Operand
 __all__ = ["Extremes", "psum_extremes", "EXTREMES_CHUNK"]
 
 #: Sign sums (folds x vectors x 2 channels) one chunk of vectors holds at once.
-EXTREMES_CHUNK = 1 << 20
+EXTREMES_CHUNK = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class _Candidates:
         above ``level`` (``upper``), else below it; (fold, vector) pairs are sifted first."""
         edge = bound.amax(dim=2) > level if upper else bound.amin(dim=2) < level
         f, t = edge.nonzero(as_tuple=True)
+        if f.numel() == 0:
+            return
         rows = bound[f, t]                                                    # [m, og]
         i, o = (rows > level if upper else rows < level).nonzero(as_tuple=True)
         f, t = f[i], t[i]
@@ -171,11 +173,8 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
             pe_lo, pe_hi = min(pe_lo, s_lo), max(pe_hi, s_hi)
             a_lo, a_hi = _fold_edges(s, bg, max(s_hi, -s_lo))
             acc_lo, acc_hi = min(acc_lo, a_lo), max(acc_hi, a_hi)
-            b_lo, b_hi = (int(v) for v in torch.aminmax(pn))        # min(neg), max(pos)
-            if b_hi > pe_hi:
-                cands.add(pos, pe_hi, t0, gi * og, True)
-            if b_lo < pe_lo:
-                cands.add(neg, pe_lo, t0, gi * og, False)
+            cands.add(pos, pe_hi, t0, gi * og, True)
+            cands.add(neg, pe_lo, t0, gi * og, False)
     for upper in (True, False):
         found = cands.sorted(upper)
         if found is None:
