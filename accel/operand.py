@@ -459,23 +459,47 @@ class Patches:
         return self._wsplit[key]
 
     def exact_sums(self) -> np.ndarray:
-        """Exact ``x . w`` per output (int64 ``[*lead, O]``, no bias): float32 convs over blocks
-        of whole channels, each below 2^24 in every sum, added in float64 (exact below 2^53)."""
-        lo, hi = self._span
-        prod = max(1, max(hi, -lo) * int(np.abs(self.w2).max(initial=0)))
-        step = max(1, (F32_EXACT - 1) // (prod * self.kk)) * self.kk
-        if step > self.shape.k:
-            step = self.shape.k
+        """Exact ``x . w`` per output (int64 ``[*lead, O]``, no bias): float32 convs over blocks of
+        whole input channels in which no sum of products can reach 2^24 (by the largest sum of
+        |codes| under one patch of each channel, :meth:`_patch_l1`, times the largest |weight|;
+        one block on typical data), added in float64 (exact below 2^53); float64 convs for a
+        channel whose bound alone reaches 2^24."""
+        import torch
+
+        wmax = max(1, int(np.abs(self.w2).max(initial=0)))
+        bound = self._patch_l1() * wmax                                        # per channel
+        blocks, c0, run = [], 0, 0
+        for c, b in enumerate(bound.tolist()):
+            if c > c0 and run + b >= F32_EXACT:
+                blocks.append((c0, c))
+                c0, run = c, 0
+            run += b
+        blocks.append((c0, bound.size))
+        o = self.layer.out_channels
         total = None
-        for k0 in range(0, self.shape.k, step):
-            k1 = min(k0 + step, self.shape.k)
-            xt, wt = self._torch(np.float32 if step * prod < F32_EXACT else np.float64)
-            c0, c1 = k0 // self.kk, -(-k1 // self.kk)
-            w = wt[:, k0:k1].reshape(self.layer.out_channels, c1 - c0, *self.layer.kernel_size)
-            y = self._conv(self._channels(xt, c0, c1).contiguous(), w.contiguous(),
-                           self.shape.groups).double()
-            total = y if total is None else total.add_(y)
-        return total.permute(0, 2, 3, 1).numpy().astype(np.int64)
+        for c0, c1 in blocks:
+            xt, wt = self._torch(np.float32 if int(bound[c0:c1].sum()) < F32_EXACT else np.float64)
+            w = wt.reshape(o, bound.size, *self.layer.kernel_size)[:, c0:c1]
+            y = self._conv(self._channels(xt, c0, c1).contiguous(), w.contiguous(), self.shape.groups)
+            if len(blocks) > 1:
+                y = y.double()
+                total = y if total is None else total.add_(y)
+            else:
+                total = y
+        return total.permute(0, 2, 3, 1).to(torch.int64).numpy()
+
+    def _patch_l1(self) -> np.ndarray:
+        """Per input channel of a group (int64 ``[C / groups]``): the largest sum of |codes| under
+        one patch, over every output and group (one depthwise conv of the magnitudes)."""
+        import torch
+
+        xa = self._abs_input(np.float32)
+        c = xa.shape[1]
+        ones = torch.ones(c, 1, *self.layer.kernel_size)
+        y = torch.nn.functional.conv2d(xa, ones, groups=c, stride=self.layer.stride,
+                                       dilation=self.layer.dilation)            # exact: < 2^24
+        per = y.amax(dim=(0, 2, 3)).to(torch.int64).numpy()
+        return per.reshape(self.shape.groups, -1).max(axis=0)
 
     def _flat_input(self, dtype: type) -> np.ndarray:
         """The padded input, flat, as a numpy array of ``dtype`` (codes are exact in each)."""

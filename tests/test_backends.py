@@ -203,3 +203,17 @@ def test_errors_name_layer():
                    input_scale=1.0, input_zero_point=0)
     with pytest.raises(LayerError, match="linear input must end in 3 features"):
         gemm_shape(lin, (4, 2))
+
+
+@pytest.mark.parametrize("high, c_in, groups", [(256, 130, 1), (256, 64, 2), (1 << 16, 6, 1)])
+def test_patches_exact_sums_over_channel_blocks(high, c_in, groups):
+    """Codes near the top of their range on many channels: the float32 convs split into several
+    channel blocks (or run in float64 where one channel alone could reach 2^24)."""
+    rng = np.random.default_rng(5)
+    layer, _ = conv_layer(rng, c_in, 4 * groups, 3, 1, 1, 1, groups, zp=0, bias=False)
+    layer = dataclasses.replace(layer, weight=rng.integers(100, 128, layer.weight.shape))  # sums > 2^24
+    codes = rng.integers(high - 8, high, (2, c_in, 5, 6))
+    op = layer_operand(layer, codes, (0, high - 1))
+    want = np.concatenate([x.astype(np.int64) @ w for x, w, _ in lower(layer, codes, (0, high - 1))],
+                          axis=1)
+    assert np.array_equal(op.exact_sums().reshape(-1, 4 * groups), want)
