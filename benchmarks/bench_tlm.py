@@ -1,9 +1,10 @@
 """Executor speed: ResNet-18 (CIFAR-size input, random int8 weights, batch 32) on a 32x32 array.
 
-Run by hand: ``python benchmarks/bench_tlm.py [--repeat N] [--batch B]``. Reports, in one run
-(best of N for each timing, the machine being shared):
+Run by hand: ``python benchmarks/bench_tlm.py [--repeat N] [--batch B] [--pe-acc-bits P]``.
+Reports, in one run (best of N for each timing, the machine being shared):
 * wall time of the integer graph on the golden back end (every conv/linear on the simulated
-  array, wrap mode, P = 20: values, overflow events and cycles) next to the same network's plain
+  array, wrap mode, P = Q = 20 by default: values, overflow events and cycles) next to the same
+  network's plain
   float forward (target: <= 5x float), the same with the exact partial-sum extremes (minimum P and
   Q; target <= 10x), and peak memory (target: < 8 GB);
 * time of the cycle model alone over the full ImageNet ResNet-18 layer table (target: < 0.1 s).
@@ -58,10 +59,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs of each")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--pe-acc-bits", type=int, default=20,
+                    help="P (and Q): 20 overflows in the deep layers (the target's case); 32 does not")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    config = ArrayConfig(rows=32, cols=32, act_bits=8, weight_bits=8, pe_acc_bits=20,
-                         overflow="wrap")
+    config = ArrayConfig(rows=32, cols=32, act_bits=8, weight_bits=8,
+                         pe_acc_bits=args.pe_acc_bits, overflow="wrap")
     graph, model = reference_graph("resnet18-random", seed=0)
     x = torch.rand(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
