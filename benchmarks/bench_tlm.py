@@ -4,9 +4,8 @@ Run by hand: ``python benchmarks/bench_tlm.py [--repeat N] [--batch B] [--pe-acc
 Reports, in one run (best of N for each timing, the machine being shared):
 * wall time of the integer graph on the golden back end (every conv/linear on the simulated
   array, wrap mode, P = Q = 20 by default: values, overflow events and cycles) next to the same
-  network's plain
-  float forward (target: <= 5x float), the same with the exact partial-sum extremes (minimum P and
-  Q; target <= 10x), and peak memory (target: < 8 GB);
+  network's plain float forward (target: <= 5x float), the same with the exact partial-sum
+  extremes (minimum P and Q; target <= 10x), and peak memory (target: < 8 GB);
 * time of the cycle model alone over the full ImageNet ResNet-18 layer table (target: < 0.1 s).
 """
 
