@@ -142,8 +142,8 @@ def test_exact_backend_is_the_exact_sum():
     codes = rng.integers(0, 256, (2, 3, 7, 7))
     run = ExactBackend(ArrayConfig(pe_acc_bits=16)).run(layer, codes)
     ref = torch.nn.functional.conv2d(torch.from_numpy(codes).double(),
-                                     torch.from_numpy(layer.weight).double(),
-                                     torch.from_numpy(layer.bias).double(), stride=2, padding=1)
+                                     torch.tensor(layer.weight, dtype=torch.float64),
+                                     torch.tensor(layer.bias, dtype=torch.float64), stride=2, padding=1)
     assert np.array_equal(run.acc, ref.numpy().astype(np.int64)) and run.pe_overflow is None
 
 
