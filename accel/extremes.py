@@ -23,6 +23,7 @@ import numpy as np
 
 from accel.arith import chunk_rows, fold_count
 from accel.operand import F32_EXACT, Operand
+from accel.screen import sign_weights
 
 __all__ = ["Extremes", "psum_extremes", "EXTREMES_CHUNK"]
 
@@ -42,20 +43,6 @@ class Extremes:
     def __or__(self, other: "Extremes") -> "Extremes":
         return Extremes(min(self.pe_min, other.pe_min), max(self.pe_max, other.pe_max),
                         min(self.acc_min, other.acc_min), max(self.acc_max, other.acc_max))
-
-
-def _sign_weights(w: np.ndarray, folds: int, rows: int, signed: bool, dtype: "torch.dtype"
-                  ) -> "torch.Tensor":  # noqa: F821
-    """``w[K, O]`` per fold as the right operand of the sign sums: ``[F, R, 2 O]`` (``[w+ | w-]``)
-    for unsigned codes, ``[F, 2 R, 2 O]`` (``[[w+, w-], [w-, w+]]`` against ``[x+ | x-]``) else."""
-    import torch
-
-    k, o = w.shape
-    wf = torch.from_numpy(np.pad(w, ((0, folds * rows - k), (0, 0)))).to(dtype).reshape(folds, rows, o)
-    wp, wn = wf.clamp(min=0), wf.clamp(max=0)
-    if not signed:
-        return torch.cat([wp, wn], dim=2)
-    return torch.cat([torch.cat([wp, wn], dim=2), torch.cat([wn, wp], dim=2)], dim=1)
 
 
 class _Candidates:
@@ -157,7 +144,8 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
         fold_bound = amax * int(aw.max(initial=0)) * min(rows, k)
         dt = torch.float32 if fold_bound < F32_EXACT else torch.float64
         npdt = np.float32 if dt == torch.float32 else np.float64
-        rhs = _sign_weights(w, folds, rows, signed, dt)
+        w3 = np.pad(w, ((0, folds * rows - k), (0, 0))).reshape(folds, rows, og)
+        rhs = torch.from_numpy(sign_weights(w3, signed)).to(dt)              # [F, R or 2R, 2og]
         step = op.row_step(EXTREMES_CHUNK // (folds * 2 * og))
         for t0 in range(0, t, step):
             x = op.row_block(t0, min(t, t0 + step), gi, npdt)                 # [n, K]

@@ -351,7 +351,7 @@ class Patches:
                        + np.arange(kw)[None, None, :] * st[5]).reshape(-1)
         self._g_off = cg * st[3]
         self._flat: dict[type, np.ndarray] = {}
-        self._wcast: dict[type, np.ndarray] = {}
+        self._wcast: dict[type, np.ndarray] = {np.float32: self._w[torch.float32].numpy()}
         self._nhwc_x: dict[type, "torch.Tensor"] = {}  # noqa: F821
         self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
         # large feature maps convolve faster channel-last (the block sums and A then are too)
