@@ -6,13 +6,15 @@ smallest exact accumulator value (the bias and the bias plus every fold prefix).
 clamping: these describe the data, whatever P and Q the array has.
 
 :func:`psum_extremes` finds them without stepping through every product. Vectors go in chunks
-(:meth:`accel.operand.Operand.row_block`); per chunk one batched matmul over the folds gives, for
-every (fold, vector, channel), the sums of its positive and of its negative products (the screen's
-bound, :mod:`accel.screen`: every prefix of the fold lies between the two). Their sum is the fold
-sum, which is itself a prefix (a lower bound on the PE extremes), and a cumulative sum over the
-folds gives every accumulator value exactly. Only the (fold, vector, channel) triples whose bound
-beats the extreme found so far are stepped, most promising first; on real data they are a few in
-10^4 (measured on ``benchmarks/bench_tlm.py``'s ResNet-18).
+(:meth:`accel.operand.Operand.row_block`) small enough for the cache; per chunk and fold one GEMM
+against ``[w+ | w- | w]`` gives, for every (vector, channel), the sums of its positive and of its
+negative products (the screen's bound, :mod:`accel.screen`: every prefix of the fold lies between
+the two) and the fold sum, itself a prefix (a lower bound on the PE extremes) and the step of the
+accumulator (whose values it gives exactly). The GEMMs are int8 (exact int32 sums, about 8x
+float32's speed with VNNI) wherever the codes and weights fit. Per (fold, vector) only the
+extremes over the channels are kept; the pairs whose bound beats the extreme found are expanded to
+their channels, and those triples stepped, most promising first: on real data a few in 10^4
+(measured on ``benchmarks/bench_tlm.py``'s ResNet-18).
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from accel.arith import chunk_rows, fold_count
-from accel.operand import F32_EXACT, Operand
-from accel.screen import sign_weights
+from accel.operand import F32_EXACT, I32_MAX, Operand
+from accel.screen import sign_sums, sign_weights
 
 __all__ = ["Extremes", "psum_extremes", "EXTREMES_CHUNK"]
 
-#: Sign sums (folds x vectors x 2 channels) one chunk of vectors holds at once.
-EXTREMES_CHUNK = 1 << 21
+#: Sums (vectors x 3 channels) one fold's GEMM of a chunk of vectors holds (2 MB of int32: in cache).
+EXTREMES_CHUNK = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -45,64 +47,6 @@ class Extremes:
                         min(self.acc_min, other.acc_min), max(self.acc_max, other.acc_max))
 
 
-class _Candidates:
-    """(fold, vector, channel) triples whose PE bound beats the extremes seen, with that bound."""
-
-    def __init__(self) -> None:
-        self.parts: dict[bool, list[tuple[np.ndarray, ...]]] = {True: [], False: []}
-
-    def add(self, bound: "torch.Tensor", level: int, t0: int, o0: int, upper: bool) -> None:  # noqa: F821
-        """The triples of ``bound`` (``[F, n, og]``, vectors from ``t0``, channels from ``o0``)
-        above ``level`` (``upper``), else below it; (fold, vector) pairs are sifted first."""
-        edge = bound.amax(dim=2) > level if upper else bound.amin(dim=2) < level
-        f, t = edge.nonzero(as_tuple=True)
-        if f.numel() == 0:
-            return
-        rows = bound[f, t]                                                    # [m, og]
-        i, o = (rows > level if upper else rows < level).nonzero(as_tuple=True)
-        f, t = f[i], t[i]
-        self.parts[upper].append((f.numpy(), t.numpy() + t0, o.numpy() + o0,
-                                  rows[i, o].numpy()))
-
-    def sorted(self, upper: bool) -> tuple[np.ndarray, ...] | None:
-        """Every triple kept, largest (``upper``) or smallest bound first."""
-        parts = self.parts[upper]
-        if not parts:
-            return None
-        f, t, o, bound = (np.concatenate(c) for c in zip(*parts))
-        order = np.argsort(-bound if upper else bound, kind="stable")
-        return f[order], t[order], o[order], bound[order]
-
-
-def _fold_edges(s: "torch.Tensor", bias: np.ndarray, s_max: int) -> tuple[int, int]:  # noqa: F821
-    """Smallest and largest accumulator value ``bias + s[0] + ... + s[f]`` over every fold f of
-    the fold sums ``s[F, n, og]`` (exact integers, ``|s| <= s_max``; ``s`` is overwritten).
-
-    The bias joins the first fold; then, in float32, one matmul with a lower-triangular matrix of
-    ones when every sum it can form stays below 2^24 (several times faster than a cumulative sum
-    over the outer axis), else a cumulative sum, again in float64 when a value reaches 2^24
-    (rounding is monotone: below that every one was exact)."""
-    import torch
-
-    folds = s.shape[0]
-    big = int(np.abs(bias).max(initial=0))
-    if s.dtype == torch.float32 and big < F32_EXACT:
-        first = s[0].clone()
-        s[0] += torch.tensor(bias, dtype=torch.float32)
-        if folds * s_max + big < F32_EXACT:
-            acc = torch.mm(torch.tril(torch.ones(folds, folds)), s.reshape(folds, -1))
-            lo, hi = torch.aminmax(acc)
-            return int(lo), int(hi)
-        lo, hi = torch.aminmax(torch.cumsum(s, dim=0))
-        if max(int(hi), -int(lo)) < F32_EXACT:
-            return int(lo), int(hi)
-        s[0] = first
-    s = s.double()
-    s[0] += torch.tensor(bias, dtype=torch.float64)
-    lo, hi = torch.aminmax(torch.cumsum(s, dim=0))
-    return int(lo), int(hi)
-
-
 def _step(op: Operand, f: np.ndarray, t: np.ndarray, o: np.ndarray, rows: int) -> tuple[int, int]:
     """Largest and smallest prefix of the products of fold ``f[i]`` of output ``(t[i], o[i])``."""
     hi = lo = 0
@@ -116,14 +60,36 @@ def _step(op: Operand, f: np.ndarray, t: np.ndarray, o: np.ndarray, rows: int) -
     return hi, lo
 
 
+def _fold_weights(op: Operand, g: int, rows: int, signed: bool, dtype: "torch.dtype"  # noqa: F821
+                  ) -> tuple[np.ndarray, "torch.Tensor", "torch.Tensor"]:  # noqa: F821
+    """Group ``g``'s weights per fold of ``rows`` rows: int16 ``[F, R, og]`` (zero rows past K),
+    the right operand of the per-fold sign-sum GEMMs, ``[F, R or 2R, 3og]`` of ``dtype``
+    (``[w+ | w- | w]``, :func:`accel.screen.sign_weights`), and its sums over the rows (int64
+    ``[F, 3og]``). Kept with the layer's weights (:attr:`accel.operand.Operand.cache`)."""
+    import torch
+
+    key = ("fold weights", g, rows, signed, dtype)
+    if key not in op.cache:
+        k, og = op.shape.k, op.shape.o
+        folds = fold_count(k, rows)
+        w = np.zeros((og, folds * rows), np.int16)                           # weights: <= 16 bits
+        w[:, :k] = op.w2[g * og:(g + 1) * og]
+        w3 = np.ascontiguousarray(w.reshape(og, folds, rows).transpose(1, 2, 0))
+        sw = sign_weights(w3, signed)
+        rhs = torch.from_numpy(np.concatenate([sw, sw[..., :og] + sw[..., og:]], axis=-1))
+        op.cache[key] = (w3, rhs.to(dtype), rhs.sum(dim=1, dtype=torch.int64))
+    return op.cache[key]
+
+
 def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
     """Exact partial-sum extremes of every GEMM of the layer behind ``op`` (bias ``[O]`` preloaded)
-    in folds of ``rows`` rows.
+    in folds of ``rows`` rows (module docstring).
 
-    Sign sums run in float32 while every fold's stay below 2^24 (exact), else float64 (exact below
-    2^53); accumulator values in the sums' dtype, and again in float64 when one reaches 2^24 in
-    float32 (rounding is monotone: below that every one was exact). On every core (torch); run
-    inside :func:`accel.operand.exact_float32`.
+    The sign sums are exact: int8 GEMMs (int32 sums) where the operand's codes and weights fit
+    int8 (:attr:`accel.operand.Operand.int8`), else float32 while every fold's sums stay below
+    2^24, else float64 (exact below 2^53); accumulator values in int32 / float32 where no value
+    can reach 2^31 / 2^24, else int64 / float64. On every core (torch); run inside
+    :func:`accel.operand.exact_float32`.
     """
     import torch
 
@@ -134,40 +100,60 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
     lo, hi = op.code_span()
     amax, signed = max(hi, -lo), lo < 0
     folds = fold_count(k, rows)
-    pe_lo = pe_hi = 0
-    acc_lo, acc_hi = int(b.min()), int(b.max())
-    cands = _Candidates()
+    fold_bound = amax * int(np.abs(op.w2).max(initial=0)) * min(rows, k)   # |any fold's sums|
+    ints = (op.int8 is not None and (op.int8 == 0 or not signed)     # x+, x- of the codes in int8
+            and fold_bound <= I32_MAX)
+    found = []                                      # per group: sign sums' extremes per (fold, vector)
+    pe, acc = [0, 0], [int(b.min()), int(b.max())]
     for gi in range(g):
-        w = op.w2[gi * og:(gi + 1) * og].T                                   # [K, og] int64
         bg = b[gi * og:(gi + 1) * og]
-        aw = np.abs(w)
-        fold_bound = amax * int(aw.max(initial=0)) * min(rows, k)
-        dt = torch.float32 if fold_bound < F32_EXACT else torch.float64
-        npdt = np.float32 if dt == torch.float32 else np.float64
-        w3 = np.pad(w, ((0, folds * rows - k), (0, 0))).reshape(folds, rows, og)
-        rhs = torch.from_numpy(sign_weights(w3, signed)).to(dt)              # [F, R or 2R, 2og]
-        step = op.row_step(EXTREMES_CHUNK // (folds * 2 * og))
-        for t0 in range(0, t, step):
-            x = op.row_block(t0, min(t, t0 + step), gi, npdt)                 # [n, K]
-            n = x.shape[0]
-            x3 = torch.nn.functional.pad(x, (0, folds * rows - k)).reshape(n, folds, rows)
-            x3 = x3.transpose(0, 1)                                           # [F, n, R]
-            if signed:
-                x3 = torch.cat([x3.clamp(min=0), x3.clamp(max=0)], dim=2)
-            pn = torch.bmm(x3, rhs)                                           # [F, n, 2 og]
-            pos, neg = pn[..., :og], pn[..., og:]
-            s = pos + neg                                                     # fold sums
-            s_lo, s_hi = (int(v) for v in torch.aminmax(s))
-            pe_lo, pe_hi = min(pe_lo, s_lo), max(pe_hi, s_hi)
-            a_lo, a_hi = _fold_edges(s, bg, max(s_hi, -s_lo))
-            acc_lo, acc_hi = min(acc_lo, a_lo), max(acc_hi, a_hi)
-            cands.add(pos, pe_hi, t0, gi * og, True)
-            cands.add(neg, pe_lo, t0, gi * og, False)
+        reach = folds * fold_bound + int(np.abs(bg).max(initial=0))          # |any accumulator value|
+        if ints:
+            dt, npdt = torch.int8, np.int8
+            acc_dt = torch.int32 if reach <= I32_MAX else torch.int64
+        else:
+            dt = torch.float32 if fold_bound < F32_EXACT else torch.float64
+            npdt = np.float32 if dt == torch.float32 else np.float64
+            acc_dt = torch.float32 if reach < F32_EXACT else torch.float64
+        w3, rhs, wsum = _fold_weights(op, gi, rows, signed, dt)
+        if ints:   # (x - c) . w + c . sum(w) for codes offset by c
+            corr = (op.int8 * wsum).to(torch.int32)                          # [F, 3og]
+        # per (fold, vector): the largest positive, smallest negative, largest and smallest fold
+        # sum over the channels; per (fold, chunk of vectors): the accumulator's extremes
+        pmax, nmin, smax, smin = torch.empty(4, folds, t, dtype=torch.int32 if ints else dt)
+        step = op.row_step(EXTREMES_CHUNK // (3 * og))
+        chunks = range(0, t, step)
+        c_ext = torch.empty(2, folds, len(chunks), dtype=acc_dt)
+        for ci, t0 in enumerate(chunks):
+            t1 = min(t, t0 + step)
+            x = op.row_block(t0, t1, gi, npdt)                                # [n, K]
+            parts = (x.clamp(min=0), x.clamp(max=0)) if signed else (x,)
+            c = torch.tensor(bg, dtype=acc_dt).expand(t1 - t0, og).clone()  # accumulator values
+            y = torch.empty(t1 - t0, 3 * og, dtype=torch.int32 if ints else dt)
+            y2 = torch.empty_like(y) if signed else None
+            for f in range(folds):
+                k0, k1 = f * rows, min(k, (f + 1) * rows)
+                for xp, r, out in zip(parts, (rhs[f, :k1 - k0], rhs[f, rows:rows + k1 - k0]), (y, y2)):
+                    if ints:
+                        torch._int_mm(xp[:, k0:k1], r, out=out)
+                    else:
+                        torch.mm(xp[:, k0:k1], r, out=out)
+                if signed:
+                    y += y2
+                if ints and op.int8:
+                    y += corr[f]
+                pos, neg, sf = y[:, :og], y[:, og:2 * og], y[:, 2 * og:]
+                c += sf
+                torch.aminmax(c, out=(c_ext[0, f, ci], c_ext[1, f, ci]))
+                for a, fn, into in ((pos, torch.amax, pmax), (neg, torch.amin, nmin),
+                                    (sf, torch.amax, smax), (sf, torch.amin, smin)):
+                    fn(a, dim=1, out=into[f, t0:t1])      # (strided: no copy, unlike aminmax)
+        pe = [min(pe[0], int(smin.min())), max(pe[1], int(smax.max()))]
+        acc = [min(acc[0], int(c_ext[0].min())), max(acc[1], int(c_ext[1].max()))]
+        found.append((w3, pmax, nmin))
+    pe_lo, pe_hi = pe
     for upper in (True, False):
-        found = cands.sorted(upper)
-        if found is None:
-            continue
-        f, tt, oo, bound = found
+        f, tt, oo, bound = _candidates(op, found, pe_hi if upper else pe_lo, upper)
         n = chunk_rows(rows)
         for i in range(0, f.size, n):
             keep = bound[i:i + n] > pe_hi if upper else bound[i:i + n] < pe_lo
@@ -175,4 +161,31 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
                 break                                  # sorted: no later triple can beat it
             h, l_ = _step(op, f[i:i + n][keep], tt[i:i + n][keep], oo[i:i + n][keep], rows)
             pe_hi, pe_lo = max(pe_hi, h), min(pe_lo, l_)
-    return Extremes(pe_lo, pe_hi, acc_lo, acc_hi)
+    return Extremes(pe_lo, pe_hi, *acc)
+
+
+def _candidates(op: Operand, found: list, level: int, upper: bool) -> tuple[np.ndarray, ...]:
+    """(fold, vector, channel) triples whose sum of positive (``upper``) or of negative products
+    beats ``level``, with that sum, best first: the (fold, vector) pairs from their extremes over
+    the channels (``found``: per group its padded weights ``[F, R, og]`` and those extremes
+    ``[F, T]``), then their channels from those pairs' exact sign sums (int64)."""
+    parts = []
+    og = op.shape.o
+    lo, hi = op.code_span()
+    for gi, (w3, pmax, nmin) in enumerate(found):
+        bound = max(hi, -lo) * float(np.abs(w3, dtype=np.int64).sum(axis=1).max(initial=0))
+        f, t = ((pmax > level) if upper else (nmin < level)).nonzero(as_tuple=True)
+        f, t = f.numpy(), t.numpy()
+        for fi in np.unique(f):
+            ts = t[f == fi]
+            k0 = int(fi) * w3.shape[1]
+            k1 = min(op.shape.k, k0 + w3.shape[1])
+            x = op.take(ts, np.full(ts.size, gi * og), k0, k1, np.int64)     # [m, r]
+            sums = sign_sums(x, w3[fi, :k1 - k0], bound)[0 if upper else 1]    # [m, og]
+            i, o = np.nonzero(sums > level if upper else sums < level)
+            parts.append((np.full(i.size, fi), ts[i], o + gi * og, sums[i, o]))
+    if not parts:
+        return (np.zeros(0, np.int64),) * 4
+    f, t, o, bound = (np.concatenate(c) for c in zip(*parts))
+    order = np.argsort(-bound if upper else bound, kind="stable")
+    return f[order], t[order], o[order], bound[order]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache, cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,6 +39,8 @@ __all__ = ["Operand", "Matrix", "Patches", "NumpyOps", "TorchOps", "layer_operan
 NHWC_MIN_PIXELS = 256
 #: Integers up to this magnitude are exact in float32 (and every sum of them that stays below).
 F32_EXACT = 1 << 24
+#: Largest sum an int8 GEMM's int32 accumulators hold.
+I32_MAX = (1 << 31) - 1
 #: Float weights of each layer (its float32 [O, K] and per-block conv weights,
 #: :meth:`Patches._block_weights`), kept while the layer is.
 _WEIGHTS: "weakref.WeakKeyDictionary[IntLayer, dict]" = weakref.WeakKeyDictionary()
@@ -139,6 +142,10 @@ class Operand(Protocol):
     w2: np.ndarray
     #: The element-wise passes over its block sums (:class:`NumpyOps` or :class:`TorchOps`).
     ops: Any
+    #: The offset that brings every code into int8 for exact int8 GEMMs (None: no int8 GEMMs).
+    int8: int | None
+    #: Arrays derived from the weights alone, kept as long as the layer is (later batches reuse them).
+    cache: dict
 
     def code_span(self) -> tuple[int, int]: ...
 
@@ -202,16 +209,58 @@ def exact_float32() -> Iterator[None]:
         torch.set_float32_matmul_precision(matmul)
 
 
+def int8_offset(span: tuple[int, int]) -> int | None:
+    """The offset ``c`` that brings codes spanning ``span`` into int8 (every ``x - c`` in
+    [-128, 127]): 0 where they fit, else the smallest code + 128 (128 for unsigned 8-bit codes);
+    None where they span more than 256 values."""
+    lo, hi = span
+    if hi - lo > 255:
+        return None
+    return 0 if lo >= -128 and hi <= 127 else lo + 128
+
+
+@cache
+def int8_gemm_exact() -> bool:
+    """torch's int8 GEMM (``torch._int_mm``: int8 ``[n, k] . [k, m]`` to int32 sums, VNNI on x86,
+    about 8x float32's speed on one AVX-512 core) is there and equals int64 matmuls: checked once
+    on random and extreme operands of odd shapes and strides. Without it the float path runs."""
+    import torch
+
+    mm = getattr(torch, "_int_mm", None)
+    if mm is None:
+        return False
+    rng = np.random.default_rng(0)
+    cases = [rng.integers(-128, 128, (n, k + 3), dtype=np.int8) for n, k in ((1, 1), (7, 29), (40, 96))]
+    try:
+        for x in cases:
+            w = rng.integers(-128, 128, (x.shape[1] - 3, 37), dtype=np.int8)
+            for xs in (x[:, 3:], np.full_like(x[:, 3:], -128)):
+                ws = np.full_like(w, -128) if xs[0, 0] == -128 else w
+                got = mm(torch.from_numpy(xs), torch.from_numpy(ws)).numpy()
+                if not np.array_equal(got, xs.astype(np.int64) @ ws.astype(np.int64)):
+                    return False
+    except RuntimeError:
+        return False
+    return True
+
+
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """Run numpy's BLAS on one thread: the screen interleaves small numpy matmuls with torch's
     convs, and BLAS's spinning threads then compete with torch's for the same cores (measured on
     2 cores, ``benchmarks/bench_tlm.py``: the golden layers took 1.7 s with both pools, 1.05 s
-    with one BLAS thread)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1, user_api="blas"):
+    with one BLAS thread). The libraries are looked up once (:func:`_blas_controller`)."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+@cache
+def _blas_controller() -> Any:
+    """The thread pools of the loaded libraries (numpy's BLAS among them: numpy is loaded),
+    found once: a lookup walks every loaded library (6 ms each time once torch is loaded)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 class Matrix:
@@ -237,10 +286,19 @@ class Matrix:
             span = (int(self.x.min()), int(self.x.max())) if self.x.size else (0, 0)
         self._span = span
         self._cast: dict[type, tuple[np.ndarray, np.ndarray]] = {}
+        self.cache: dict = {}
+
+    @cached_property
+    def int8(self) -> int | None:
+        """The offset that brings every code into int8 for exact int8 GEMMs, or None (as
+        :attr:`Patches.int8`; asked for only by torch paths: finding it imports torch)."""
+        return _int8_operands(self._span, self.w2)
 
     def _as(self, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+        """``x[T, K]`` and ``w2`` as ``dtype`` (int8: the codes minus :attr:`int8`)."""
         if dtype not in self._cast:
-            self._cast[dtype] = (self.x.astype(dtype).reshape(self.shape.t, self.shape.k),
+            x = self.x - self.int8 if dtype == np.int8 else self.x
+            self._cast[dtype] = (x.astype(dtype).reshape(self.shape.t, self.shape.k),
                                  self.w2.astype(dtype))
         return self._cast[dtype]
 
@@ -289,7 +347,8 @@ class Matrix:
         return max(1, n)
 
     def row_block(self, t0: int, t1: int, g: int, dtype: type) -> "torch.Tensor":  # noqa: F821
-        """The GEMM rows ``x[t0:t1]`` as a torch ``[t1 - t0, K]`` tensor of ``dtype``."""
+        """The GEMM rows ``x[t0:t1]`` as a torch ``[t1 - t0, K]`` tensor of ``dtype`` (int8: the
+        codes minus :attr:`int8`)."""
         import torch
 
         return torch.from_numpy(self._as(dtype)[0][t0:t1])
@@ -335,11 +394,10 @@ class Patches:
         self.lead = self.shape.out_shape[:1] + self.shape.out_shape[2:]       # (N, Ho, Wo)
         x, view = padded_patches(codes, layer)                  # [N, C, Hp, Wp], its patches
         n, ho, wo, _, kh, kw = view.shape
-        self._view_shape, self._view_strides = tuple(view.shape), tuple(view.stride())
         cg = layer.weight.shape[1]
         st = view.stride()
         self._x = {torch.float32: x}
-        cache = _WEIGHTS.setdefault(layer, {})
+        self.cache = cache = _WEIGHTS.setdefault(layer, {})
         if "w2" not in cache:
             cache["w2"] = torch.from_numpy(self.w2.astype(np.float32))
         self._w = {torch.float32: cache["w2"]}
@@ -356,14 +414,20 @@ class Patches:
         self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
         # large feature maps convolve faster channel-last (the block sums and A then are too)
         self._nhwc = layer.groups == 1 and not self.signed and ho * wo >= NHWC_MIN_PIXELS
+        #: the offset that brings every code into int8 for exact int8 GEMMs (None: they do not fit,
+        #: the weights do not, or torch has no exact int8 GEMM here)
+        self.int8 = _int8_operands(self._span, self.w2)
 
     def _torch(self, dtype: type) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+        """The padded input and the weights ``[O, K]`` as torch tensors of ``dtype``: float32,
+        float64, or int8 (the codes minus :attr:`int8`, the weights as they are)."""
         import torch
 
-        td = torch.float32 if dtype == np.float32 else torch.float64
+        td = {np.float32: torch.float32, np.float64: torch.float64, np.int8: torch.int8}[dtype]
         if td not in self._x:
-            self._x[td] = self._x[torch.float32].to(td)
-            self._w[td] = torch.from_numpy(self.w2.astype(np.float64))
+            x = self._x[torch.float32]
+            self._x[td] = (x - self.int8 if td == torch.int8 else x).to(td)
+            self._w[td] = torch.from_numpy(self.w2.astype(dtype))
         return self._x[td], self._w[td]
 
     def _channel_last(self, dtype: type) -> "torch.Tensor":  # noqa: F821
@@ -550,24 +614,35 @@ class Patches:
 
     def row_block(self, t0: int, t1: int, g: int, dtype: type) -> "torch.Tensor":  # noqa: F821
         """The im2col rows ``x[t0:t1]`` of group ``g``, a torch ``[t1 - t0, K]`` tensor of
-        ``dtype``, copied from the patches of the output rows that hold them."""
+        ``dtype`` (int8: the codes minus :attr:`int8`), copied from the patches of the output
+        rows that hold them: channel-last patches ``(i, j, c)`` first (runs of whole channels,
+        three times faster than gathering ``(c, i, j)`` directly), then transposed."""
         import torch
 
         _, ho, wo = self.lead
         cg = self.layer.weight.shape[1]
-        view = self._torch(dtype)[0].as_strided(self._view_shape, self._view_strides)
-        view = view[:, :, :, g * cg:(g + 1) * cg]                    # [N, Ho, Wo, cg, kh, kw]
+        kh, kw = self.layer.kernel_size
+        x = self._channel_last(dtype)
+        sn, sc, sy, sx = x.stride()
+        (th, tw), (dh, dw) = self.layer.stride, self.layer.dilation
+        view = x.as_strided((x.shape[0], ho, wo, kh, kw, x.shape[1]),
+                            (sn, th * sy, tw * sx, dh * sy, dw * sx, sc))
+        view = view[..., g * cg:(g + 1) * cg]                        # [N, Ho, Wo, kh, kw, cg]
+
+        def cij(patches: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+            return patches.reshape(-1, kh * kw, cg).transpose(1, 2).reshape(-1, self.shape.k)
+
         r0, r1 = t0 // wo, -(-t1 // wo)                              # output rows n * Ho + h
         parts, r = [], r0
         while r < r1:
             n, h = divmod(r, ho)
             if h == 0 and r1 - r >= ho:                              # whole images
                 m = (r1 - r) // ho
-                parts.append(view[n:n + m].reshape(-1, self.shape.k))
+                parts.append(cij(view[n:n + m]))
                 r += m * ho
             else:                                                    # rows of one image
                 e = min(r1, (n + 1) * ho)
-                parts.append(view[n, h:h + e - r].reshape(-1, self.shape.k))
+                parts.append(cij(view[n, h:h + e - r]))
                 r = e
         block = parts[0] if len(parts) == 1 else torch.cat(parts)
         return block[t0 - r0 * wo:t1 - r0 * wo]
@@ -575,6 +650,15 @@ class Patches:
     def output(self, acc: np.ndarray) -> np.ndarray:
         """An ``[*lead, O]`` result in the layer's output shape ``[N, O, Ho, Wo]``."""
         return acc.transpose(0, 3, 1, 2)
+
+
+def _int8_operands(span: tuple[int, int], w2: np.ndarray) -> int | None:
+    """:func:`int8_offset` of the codes where the weights fit int8 too and torch's int8 GEMM is
+    exact here (:func:`int8_gemm_exact`), else None."""
+    off = int8_offset(span)
+    if off is None or w2.size == 0 or w2.min() < -128 or w2.max() > 127 or not int8_gemm_exact():
+        return None
+    return off
 
 
 def layer_operand(layer: IntLayer, codes: object, code_range: tuple[int, int] | None = None

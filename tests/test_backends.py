@@ -14,6 +14,7 @@ from accel.backends import ExactBackend, GoldenBackend, check_layer_fits
 from accel.config import ArrayConfig
 from accel.executor import layer_stats
 import accel.extremes
+import accel.operand
 from accel.extremes import psum_extremes
 from accel.golden import gemm
 from accel.layers import IntLayer, LayerError, fold_zero_point
@@ -126,25 +127,34 @@ def test_extremes_wide_operands():
     assert (ext.pe_min, ext.pe_max, ext.acc_min, ext.acc_max) == brute_extremes(x, w, np.zeros(3, int), 64)
 
 
-@pytest.mark.parametrize("seed", range(16))
-def test_extremes_of_convs_in_chunks_equal_brute_force(seed, monkeypatch):
-    """Conv operands (groups, strides, padding with a zero point, signed codes) in chunks of a few
-    vectors - the bias near 2^24 on some seeds, so the float32 accumulator falls back to float64."""
+@pytest.mark.parametrize("seed", range(24))
+@pytest.mark.parametrize("kernel", ["int8", "float"])
+def test_extremes_of_convs_in_chunks_equal_brute_force(seed, kernel, monkeypatch):
+    """Conv operands (groups, strides, padding with a zero point, signed codes, codes that need an
+    int8 offset or do not fit int8) in chunks of a few vectors, on int8 GEMMs and on float ones -
+    the bias near 2^24 or 2^31 on some seeds, so the float32 accumulator falls back to float64
+    and the int32 one to int64."""
     rng = np.random.default_rng(seed)
     monkeypatch.setattr(accel.extremes, "EXTREMES_CHUNK", int(rng.integers(1, 4000)))
+    if kernel == "float":
+        monkeypatch.setattr(accel.operand, "_int8_operands", lambda span, w2: None)
     groups = int(rng.choice([1, 2]))
     c_in, c_out = 2 * int(rng.integers(1, 4)), 2 * int(rng.integers(1, 4))
     layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(1, 4)), int(rng.integers(1, 3)),
                           int(rng.integers(0, 2)), 1, groups, zp=int(rng.integers(0, 3)))
     if seed % 4 == 3:
-        layer = dataclasses.replace(layer, bias=layer.bias + (1 << 24) - 2000)
+        layer = dataclasses.replace(layer, bias=layer.bias + (1 << (31 if seed % 8 == 7 else 24)) - 2000)
     signed = seed % 2 == 1
-    codes = rng.integers(-128 if signed else 0, 128 if signed else 256, (2, c_in, 6, 7))
+    top = 512 if seed % 6 == 4 else 256          # 9-bit codes: no int8 operands
+    codes = rng.integers(-128 if signed else 0, 128 if signed else top, (2, c_in, 6, 7))
     rows = int(rng.integers(1, 12))
+    span = (-128, top - 1)
     with exact_float32():
-        ext = psum_extremes(layer_operand(layer, codes, (-128, 255)), layer.bias, rows)
+        op = layer_operand(layer, codes, span)
+        assert (op.int8 is not None) == (kernel == "int8" and top == 256)
+        ext = psum_extremes(op, layer.bias, rows)
     want = None
-    for x, w, b in lower(layer, codes, (-128, 255)):
+    for x, w, b in lower(layer, codes, span):
         e = brute_extremes(x.astype(np.int64), w, b, rows)
         want = e if want is None else (min(want[0], e[0]), max(want[1], e[1]),
                                        min(want[2], e[2]), max(want[3], e[3]))
@@ -168,6 +178,10 @@ def test_patches_row_blocks_equal_im2col_rows(seed):
         assert np.array_equal(got, op.rows(np.arange(t), g))
         t0, t1 = sorted(int(v) for v in rng.integers(0, t + 1, 2))
         assert np.array_equal(op.row_block(t0, t1, g, np.float64).numpy(), op.rows(np.arange(t0, t1), g))
+        assert op.int8 == 128                        # codes 0..255 offset into int8
+        got = op.row_block(t0, t1, g, np.int8)
+        assert got.dtype == torch.int8
+        assert np.array_equal(got.numpy().astype(np.int64) + 128, op.rows(np.arange(t0, t1), g))
 
 
 def test_golden_backend_extremes_reach_layer_stats():
