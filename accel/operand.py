@@ -41,6 +41,8 @@ NHWC_MIN_PIXELS = 256
 F32_EXACT = 1 << 24
 #: Largest sum an int8 GEMM's int32 accumulators hold.
 I32_MAX = (1 << 31) - 1
+#: Blocks of fewer input channels convolve in float (their channel-last patches gather slowly).
+INT8_MIN_CHANNELS = 16
 #: Float weights of each layer (its float32 [O, K] and per-block conv weights,
 #: :meth:`Patches._block_weights`), kept while the layer is.
 _WEIGHTS: "weakref.WeakKeyDictionary[IntLayer, dict]" = weakref.WeakKeyDictionary()
@@ -412,11 +414,14 @@ class Patches:
         self._wcast: dict[type, np.ndarray] = {np.float32: self._w[torch.float32].numpy()}
         self._nhwc_x: dict[type, "torch.Tensor"] = {}  # noqa: F821
         self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
-        # large feature maps convolve faster channel-last (the block sums and A then are too)
-        self._nhwc = layer.groups == 1 and not self.signed and ho * wo >= NHWC_MIN_PIXELS
         #: the offset that brings every code into int8 for exact int8 GEMMs (None: they do not fit,
         #: the weights do not, or torch has no exact int8 GEMM here)
         self.int8 = _int8_operands(self._span, self.w2)
+        # block sums: int8 GEMMs on channel-last patches where they can (one group, unsigned
+        # codes); large feature maps convolve faster channel-last (the block sums and A then are too)
+        self._int8_blocks = self.int8 is not None and layer.groups == 1 and not self.signed
+        self._nhwc = layer.groups == 1 and not self.signed and (self._int8_blocks
+                                                                or ho * wo >= NHWC_MIN_PIXELS)
 
     def _torch(self, dtype: type) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
         """The padded input and the weights ``[O, K]`` as torch tensors of ``dtype``: float32,
@@ -472,7 +477,11 @@ class Patches:
         c0, c1 = k0 // self.kk, -(-k1 // self.kk)
         x = self._channels(xt, c0, c1)
         kernel = (c1 - c0, *self.layer.kernel_size)
-        if self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
+        if self._int8_blocks and c1 - c0 >= INT8_MIN_CHANNELS and self.kk * (c1 - c0) << 14 <= I32_MAX:
+            xb = self._patch_view(np.int8)[..., c0:c1].reshape(self.shape.t, -1)   # (i, j, c) rows
+            w8, corr = self._int8_block_weights(c0, c1, dtype)
+            out = torch.add(torch._int_mm(xb, w8), corr).reshape(*self.lead, 2, o)
+        elif self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
             xa = self._channels(self._abs_input(dtype), c0, c1)
             y = self._conv(torch.cat([x, xa], dim=1), self._block_weights(dtype, c0, c1, "signed"),
                            2 * g)
@@ -515,6 +524,33 @@ class Patches:
             fmt = torch.channels_last if layout == "nhwc" else torch.contiguous_format
             cache[key] = wb.contiguous(memory_format=fmt)
         return cache[key]
+
+    def _int8_block_weights(self, c0: int, c1: int, dtype: type
+                            ) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+        """The int8 GEMM weights of input channels ``[c0, c1)`` in channel-last patch order
+        ``(i, j, c)``, ``[kh kw (c1 - c0), 2 O]`` (``[w+ | w-]``), and the offset's share of each
+        sum, :attr:`int8` times each column's sum (``dtype``, ``[2 O]``). Cached with the layer."""
+        import torch
+
+        key = ("int8 block", c0, c1, dtype)
+        if key not in self.cache:
+            o = self.layer.out_channels
+            w = self.layer.weight[:, c0:c1].transpose(2, 3, 1, 0).reshape(-1, o)   # [(i, j, c), O]
+            w = np.concatenate([np.maximum(w, 0), np.minimum(w, 0)], axis=1)
+            self.cache[key] = (torch.from_numpy(w.astype(np.int8)),
+                               torch.from_numpy((self.int8 * w.sum(axis=0)).astype(dtype)))
+        return self.cache[key]
+
+    def _patch_view(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        """Every patch of the channel-last padded input of ``dtype`` (:meth:`_torch`), a strided
+        view ``[N, Ho, Wo, kh, kw, C]`` (runs of whole channels; no copy)."""
+        _, ho, wo = self.lead
+        kh, kw = self.layer.kernel_size
+        x = self._channel_last(dtype)
+        sn, sc, sy, sx = x.stride()
+        (th, tw), (dh, dw) = self.layer.stride, self.layer.dilation
+        return x.as_strided((x.shape[0], ho, wo, kh, kw, x.shape[1]),
+                            (sn, th * sy, tw * sx, dh * sy, dw * sx, sc))
 
     def _abs_input(self, dtype: type) -> "torch.Tensor":  # noqa: F821
         key = ("abs", dtype)
@@ -622,12 +658,7 @@ class Patches:
         _, ho, wo = self.lead
         cg = self.layer.weight.shape[1]
         kh, kw = self.layer.kernel_size
-        x = self._channel_last(dtype)
-        sn, sc, sy, sx = x.stride()
-        (th, tw), (dh, dw) = self.layer.stride, self.layer.dilation
-        view = x.as_strided((x.shape[0], ho, wo, kh, kw, x.shape[1]),
-                            (sn, th * sy, tw * sx, dh * sy, dw * sx, sc))
-        view = view[..., g * cg:(g + 1) * cg]                        # [N, Ho, Wo, kh, kw, cg]
+        view = self._patch_view(dtype)[..., g * cg:(g + 1) * cg]    # [N, Ho, Wo, kh, kw, cg]
 
         def cij(patches: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
             return patches.reshape(-1, kh * kw, cg).transpose(1, 2).reshape(-1, self.shape.k)
