@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from accel.config import ArrayConfig
-from accel.extremes import Extremes, psum_extremes
+from accel.extremes import Extremes
 from accel.golden import gemm, layer_values
 from accel.layers import IntLayer, LayerError
 from accel.lowering import GemmShape, gemm_shape, lower, raise_output
@@ -121,14 +121,11 @@ class GoldenBackend:
     def run(self, layer: IntLayer, codes: np.ndarray) -> LayerRun:
         check_layer_fits(layer, self.config)
         cfg = self.config
-        ext = None
         if cfg.overq is not None:
             return self._lowered(layer, codes)
         op = layer_operand(layer, codes, cfg.lane_range)
         with exact_float32(), one_blas_thread():
-            v = layer_values(op, layer.bias, cfg)
-            if self.extremes:
-                ext = psum_extremes(op, layer.bias, cfg.rows)
+            v, ext = layer_values(op, layer.bias, cfg, self.extremes)
         exact = op.output(v.exact)
         acc = exact if v.y is v.exact else op.output(v.y)
         return LayerRun(acc, exact, op.output(v.pe_overflow),

@@ -20,14 +20,15 @@ their channels, and those triples stepped, most promising first: on real data a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from accel.arith import chunk_rows, fold_count
-from accel.operand import F32_EXACT, I32_MAX, Operand
-from accel.screen import sign_sums, sign_weights
+from accel.operand import F32_EXACT, I32_MAX, Operand, int8_mm
+from accel.screen import ScreenResult, sign_sums, sign_weights
 
-__all__ = ["Extremes", "psum_extremes", "EXTREMES_CHUNK"]
+__all__ = ["Extremes", "psum_extremes", "screen_with_extremes", "EXTREMES_CHUNK"]
 
 #: Sums (vectors x 3 channels) one fold's GEMM of a chunk of vectors holds (2 MB of int32: in cache).
 EXTREMES_CHUNK = 1 << 19
@@ -91,12 +92,35 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
     can reach 2^31 / 2^24, else int64 / float64. On every core (torch); run inside
     :func:`accel.operand.exact_float32`.
     """
+    return _scan(op, bias, rows, None)[0]
+
+
+def screen_with_extremes(op: Operand, bias: np.ndarray, config: Any) -> tuple[Extremes, ScreenResult]:
+    """:func:`psum_extremes` of the layer behind ``op`` in folds of ``config.rows``, and from the
+    same fold sums the screen's answer (:func:`accel.screen.screen`, plain lanes): exact at every
+    fold, so no block bound and no refinement. An output is at risk from the first fold whose
+    positive or negative sum leaves P bits or after which the accumulator leaves Q bits; it goes to
+    ``todo`` from that fold's edge with the exact accumulator value there. ``bias`` int64 ``[O]``;
+    Q at most 52 bits."""
+    return _scan(op, bias, config.rows, config)
+
+
+def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
+          ) -> tuple[Extremes, ScreenResult | None]:
+    """The fold-by-fold pass of :func:`psum_extremes`; with ``config`` also the screen's answer
+    (:func:`screen_with_extremes`)."""
     import torch
 
     t, k, og, g = op.shape.t, op.shape.k, op.shape.o, op.shape.groups
     b = np.zeros(og * g, np.int64) if bias is None else np.asarray(bias, np.int64)
+    watch = config is not None
+    if watch:
+        (p_lo, p_hi), (q_lo, q_hi) = config.pe_range, config.out_range
+        exact = np.empty((t, og * g), np.int64)
+        todo: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []
     if t == 0 or og == 0:
-        return Extremes(acc_min=int(b.min(initial=0)), acc_max=int(b.max(initial=0)))
+        ext = Extremes(acc_min=int(b.min(initial=0)), acc_max=int(b.max(initial=0)))
+        return ext, (ScreenResult(np.broadcast_to(b, (*op.lead, og * g)).copy()) if watch else None)
     lo, hi = op.code_span()
     amax, signed = max(hi, -lo), lo < 0
     folds = fold_count(k, rows)
@@ -131,11 +155,12 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
             c = torch.tensor(bg, dtype=acc_dt).expand(t1 - t0, og).clone()  # accumulator values
             y = torch.empty(t1 - t0, 3 * og, dtype=torch.int32 if ints else dt)
             y2 = torch.empty_like(y) if signed else None
+            done = torch.zeros(t1 - t0, og, dtype=torch.bool) if watch else None
             for f in range(folds):
                 k0, k1 = f * rows, min(k, (f + 1) * rows)
                 for xp, r, out in zip(parts, (rhs[f, :k1 - k0], rhs[f, rows:rows + k1 - k0]), (y, y2)):
                     if ints:
-                        torch._int_mm(xp[:, k0:k1], r, out=out)
+                        int8_mm(xp[:, k0:k1], r, out=out)
                     else:
                         torch.mm(xp[:, k0:k1], r, out=out)
                 if signed:
@@ -148,6 +173,23 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
                 for a, fn, into in ((pos, torch.amax, pmax), (neg, torch.amin, nmin),
                                     (sf, torch.amax, smax), (sf, torch.amin, smin)):
                     fn(a, dim=1, out=into[f, t0:t1])      # (strided: no copy, unlike aminmax)
+                if watch:
+                    acc_out = c_ext[0, f, ci].item() < q_lo or c_ext[1, f, ci].item() > q_hi
+                    pe_out = (pmax[f, t0:t1].max().item() > p_hi
+                              or nmin[f, t0:t1].min().item() < p_lo)
+                    if acc_out or pe_out:
+                        risk = ((c > q_hi) | (c < q_lo)) if acc_out else None
+                        if pe_out:
+                            pe_risk = (pos > p_hi) | (neg < p_lo)
+                            risk = pe_risk if risk is None else risk | pe_risk
+                        risk &= ~done
+                        ti, oi = risk.nonzero(as_tuple=True)
+                        if ti.numel():
+                            start = (c[ti, oi] - sf[ti, oi]).to(torch.int64).numpy()  # A at f R
+                            todo.append((ti.numpy() + t0, oi.numpy() + gi * og, f * rows, start))
+                            done |= risk
+            if watch:
+                exact[t0:t1, gi * og:(gi + 1) * og] = c.to(torch.int64).numpy()
         pe = [min(pe[0], int(smin.min())), max(pe[1], int(smax.max()))]
         acc = [min(acc[0], int(c_ext[0].min())), max(acc[1], int(c_ext[1].max()))]
         found.append((w3, pmax, nmin))
@@ -161,7 +203,10 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
                 break                                  # sorted: no later triple can beat it
             h, l_ = _step(op, f[i:i + n][keep], tt[i:i + n][keep], oo[i:i + n][keep], rows)
             pe_hi, pe_lo = max(pe_hi, h), min(pe_lo, l_)
-    return Extremes(pe_lo, pe_hi, *acc)
+    ext = Extremes(pe_lo, pe_hi, *acc)
+    if not watch:
+        return ext, None
+    return ext, ScreenResult(exact.reshape(*op.lead, og * g), todo, np.zeros((g, t), bool), 0, 2)
 
 
 def _candidates(op: Operand, found: list, level: int, upper: bool) -> tuple[np.ndarray, ...]:

@@ -26,7 +26,8 @@ import numpy as np
 from accel.arith import GemmResult, check_operands, check_weights, chunk_rows
 from accel.operand import Matrix, Operand, index
 from accel.overq import overq_gemm
-from accel.screen import ScreenResult, screen
+from accel.extremes import Extremes, psum_extremes, screen_with_extremes
+from accel.screen import MAX_SCREEN_Q, ScreenResult, screen
 from accel.steps import accumulate_folds, pair_outputs
 
 __all__ = ["Values", "gemm", "resolve", "layer_values"]
@@ -98,14 +99,24 @@ def resolve(op: Operand, res: ScreenResult, bias: np.ndarray, config: object) ->
     return Values(y, res.exact, pe_f, acc_f, pe_ev, acc_ev, stepped)
 
 
-def layer_values(op: Operand, bias: np.ndarray | None, config: object) -> Values:
+def layer_values(op: Operand, bias: np.ndarray | None, config: object, extremes: bool = False
+                 ) -> tuple[Values, Extremes | None]:
     """The array's results of every output of the layer behind ``op`` (plain lanes; the bias,
-    with the zero-point correction folded in, must fit Q bits)."""
+    with the zero-point correction folded in, must fit Q bits), and with ``extremes`` its exact
+    partial-sum extremes: then the screen's answer comes from the same fold-by-fold pass
+    (:func:`accel.extremes.screen_with_extremes`; up to Q = 52, as the screen)."""
     b = np.zeros(op.w2.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
     og = op.shape.o
     for g in range(op.shape.groups):      # the same operand errors as gemm() per group
         check_weights(op.w2[g * og:(g + 1) * og].T, config, b[g * og:(g + 1) * og])
-    return resolve(op, screen(op, b, config), b, config)
+    ext = None
+    if not extremes:
+        res = screen(op, b, config)
+    elif config.out_bits <= MAX_SCREEN_Q:
+        ext, res = screen_with_extremes(op, b, config)
+    else:
+        res, ext = screen(op, b, config), psum_extremes(op, b, config.rows)
+    return resolve(op, res, b, config), ext
 
 
 def gemm(x: object, w: object, config: object, bias: object | None = None) -> GemmResult:

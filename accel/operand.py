@@ -33,7 +33,8 @@ from accel.layers import IntLayer
 from accel.lowering import GemmShape, check_codes, gemm_shape, padded_patches
 
 __all__ = ["Operand", "Matrix", "Patches", "NumpyOps", "TorchOps", "layer_operand",
-           "exact_float32", "one_blas_thread", "index", "flat", "NHWC_MIN_PIXELS", "F32_EXACT"]
+           "exact_float32", "one_blas_thread", "index", "flat", "int8_offset", "int8_gemm_exact",
+           "int8_mm", "NHWC_MIN_PIXELS", "F32_EXACT", "I32_MAX", "INT8_MIN_CHANNELS"]
 
 #: Output pixels per image from which block sums are computed channel-last (faster there).
 NHWC_MIN_PIXELS = 256
@@ -244,6 +245,23 @@ def int8_gemm_exact() -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def int8_mm(a: "torch.Tensor", b: "torch.Tensor", out: "torch.Tensor | None" = None  # noqa: F821
+            ) -> "torch.Tensor":  # noqa: F821
+    """Exact int8 GEMM ``a[n, k] . b[k, m]`` to int32 (:func:`int8_gemm_exact` must hold).
+
+    Operands go in row-major with a row stride of at least their width: torch passes the strides
+    to oneDNN as they are, and a size-1 dimension with any other stride (a one-column view of a
+    transpose, say) comes back as garbage (measured on torch 2.13), so such an operand is copied."""
+    import torch
+
+    def row_major(t: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
+        if t.stride(-1) == 1 and t.stride(0) >= t.shape[1]:
+            return t
+        return torch.empty(t.shape, dtype=t.dtype).copy_(t)
+
+    return torch._int_mm(row_major(a), row_major(b), out=out)
 
 
 @contextmanager
@@ -480,7 +498,7 @@ class Patches:
         if self._int8_blocks and c1 - c0 >= INT8_MIN_CHANNELS and self.kk * (c1 - c0) << 14 <= I32_MAX:
             xb = self._patch_view(np.int8)[..., c0:c1].reshape(self.shape.t, -1)   # (i, j, c) rows
             w8, corr = self._int8_block_weights(c0, c1, dtype)
-            out = torch.add(torch._int_mm(xb, w8), corr).reshape(*self.lead, 2, o)
+            out = torch.add(int8_mm(xb, w8), corr).reshape(*self.lead, 2, o)
         elif self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
             xa = self._channels(self._abs_input(dtype), c0, c1)
             y = self._conv(torch.cat([x, xa], dim=1), self._block_weights(dtype, c0, c1, "signed"),

@@ -121,11 +121,12 @@ def graphs(draw):
     return Graph(nodes), config, x
 
 
+@pytest.mark.parametrize("extremes", [False, True])
 @settings(max_examples=40, deadline=None)
 @given(graphs())
-def test_golden_backend_equals_the_per_gemm_reference_on_random_graphs(case):
+def test_golden_backend_equals_the_per_gemm_reference_on_random_graphs(extremes, case):
     graph, config, x = case
-    run = Executor(graph, GoldenBackend(config)).run(x, keep=True)
+    run = Executor(graph, GoldenBackend(config, extremes=extremes)).run(x, keep=True)
     values, arrays = reference_run(graph, x, config)
     for name, (y, pe, acc, pe_ev, acc_ev) in arrays.items():
         assert np.array_equal(run.values[name], y), name
