@@ -28,10 +28,16 @@ from accel.arith import chunk_rows, fold_count
 from accel.operand import F32_EXACT, I32_MAX, Operand, int8_mm
 from accel.screen import ScreenResult, sign_sums, sign_weights
 
-__all__ = ["Extremes", "psum_extremes", "screen_with_extremes", "EXTREMES_CHUNK"]
+__all__ = ["Extremes", "psum_extremes", "screen_with_extremes", "EXTREMES_CHUNK", "PAIR_BATCH"]
 
 #: Sums (vectors x 3 channels) one fold's GEMM of a chunk of vectors holds (2 MB of int32: in cache).
 EXTREMES_CHUNK = 1 << 19
+#: (fold, vector) pairs expanded to their channels at once, most promising first.
+PAIR_BATCH = 1024
+#: Triples stepped first (the most promising); each later round doubles.
+FIRST_STEPS = 256
+#: Pairs of each group expanded first (the most promising: they set the level the rest must beat).
+FIRST_PAIRS = 8
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
     ints = (op.int8 is not None and (op.int8 == 0 or not signed)     # x+, x- of the codes in int8
             and fold_bound <= I32_MAX)
     found = []                                      # per group: sign sums' extremes per (fold, vector)
-    pe, acc = [0, 0], [int(b.min()), int(b.max())]
+    acc = [int(b.min()), int(b.max())]
     for gi in range(g):
         bg = b[gi * og:(gi + 1) * og]
         reach = folds * fold_bound + int(np.abs(bg).max(initial=0))          # |any accumulator value|
@@ -142,9 +148,9 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
         w3, rhs, wsum = _fold_weights(op, gi, rows, signed, dt)
         if ints:   # (x - c) . w + c . sum(w) for codes offset by c
             corr = (op.int8 * wsum).to(torch.int32)                          # [F, 3og]
-        # per (fold, vector): the largest positive, smallest negative, largest and smallest fold
-        # sum over the channels; per (fold, chunk of vectors): the accumulator's extremes
-        pmax, nmin, smax, smin = torch.empty(4, folds, t, dtype=torch.int32 if ints else dt)
+        # per (fold, vector): the largest positive and the smallest negative sum over the
+        # channels; per (fold, chunk of vectors): the accumulator's extremes
+        pmax, nmin = torch.empty(2, folds, t, dtype=torch.int32 if ints else dt)
         step = op.row_step(EXTREMES_CHUNK // (3 * og))
         chunks = range(0, t, step)
         c_ext = torch.empty(2, folds, len(chunks), dtype=acc_dt)
@@ -156,6 +162,7 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
             y = torch.empty(t1 - t0, 3 * og, dtype=torch.int32 if ints else dt)
             y2 = torch.empty_like(y) if signed else None
             done = torch.zeros(t1 - t0, og, dtype=torch.bool) if watch else None
+            live = None      # once an output is at risk: c, with 0 (and the later steps) for those
             for f in range(folds):
                 k0, k1 = f * rows, min(k, (f + 1) * rows)
                 for xp, r, out in zip(parts, (rhs[f, :k1 - k0], rhs[f, rows:rows + k1 - k0]), (y, y2)):
@@ -170,15 +177,22 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
                 pos, neg, sf = y[:, :og], y[:, og:2 * og], y[:, 2 * og:]
                 c += sf
                 torch.aminmax(c, out=(c_ext[0, f, ci], c_ext[1, f, ci]))
-                for a, fn, into in ((pos, torch.amax, pmax), (neg, torch.amin, nmin),
-                                    (sf, torch.amax, smax), (sf, torch.amin, smin)):
-                    fn(a, dim=1, out=into[f, t0:t1])      # (strided: no copy, unlike aminmax)
+                torch.amax(pos, dim=1, out=pmax[f, t0:t1])    # (strided: no copy, unlike aminmax)
+                torch.amin(neg, dim=1, out=nmin[f, t0:t1])
                 if watch:
-                    acc_out = c_ext[0, f, ci].item() < q_lo or c_ext[1, f, ci].item() > q_hi
+                    # the accumulator's range is watched on the outputs not yet at risk (``live``
+                    # zeroes those at risk: they would flag every later fold)
+                    if live is None:
+                        a_lo, a_hi = c_ext[0, f, ci].item(), c_ext[1, f, ci].item()
+                    else:
+                        live += sf
+                        a_lo, a_hi = (v.item() for v in torch.aminmax(live))
+                    acc_out = a_lo < q_lo or a_hi > q_hi
                     pe_out = (pmax[f, t0:t1].max().item() > p_hi
                               or nmin[f, t0:t1].min().item() < p_lo)
                     if acc_out or pe_out:
-                        risk = ((c > q_hi) | (c < q_lo)) if acc_out else None
+                        a = c if live is None else live
+                        risk = ((a > q_hi) | (a < q_lo)) if acc_out else None
                         if pe_out:
                             pe_risk = (pos > p_hi) | (neg < p_lo)
                             risk = pe_risk if risk is None else risk | pe_risk
@@ -188,49 +202,83 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
                             start = (c[ti, oi] - sf[ti, oi]).to(torch.int64).numpy()  # A at f R
                             todo.append((ti.numpy() + t0, oi.numpy() + gi * og, f * rows, start))
                             done |= risk
+                        if ti.numel() or live is not None:
+                            live = c.clone() if live is None else live
+                            live.masked_fill_(done, 0)
             if watch:
                 exact[t0:t1, gi * og:(gi + 1) * og] = c.to(torch.int64).numpy()
-        pe = [min(pe[0], int(smin.min())), max(pe[1], int(smax.max()))]
         acc = [min(acc[0], int(c_ext[0].min())), max(acc[1], int(c_ext[1].max()))]
         found.append((w3, pmax, nmin))
-    pe_lo, pe_hi = pe
-    for upper in (True, False):
-        f, tt, oo, bound = _candidates(op, found, pe_hi if upper else pe_lo, upper)
-        n = chunk_rows(rows)
-        for i in range(0, f.size, n):
-            keep = bound[i:i + n] > pe_hi if upper else bound[i:i + n] < pe_lo
-            if not keep.any():
-                break                                  # sorted: no later triple can beat it
-            h, l_ = _step(op, f[i:i + n][keep], tt[i:i + n][keep], oo[i:i + n][keep], rows)
-            pe_hi, pe_lo = max(pe_hi, h), min(pe_lo, l_)
+    pe_hi, pe_lo = _beyond(op, found, True, rows), _beyond(op, found, False, rows)
     ext = Extremes(pe_lo, pe_hi, *acc)
     if not watch:
         return ext, None
     return ext, ScreenResult(exact.reshape(*op.lead, og * g), todo, np.zeros((g, t), bool), 0, 2)
 
 
-def _candidates(op: Operand, found: list, level: int, upper: bool) -> tuple[np.ndarray, ...]:
-    """(fold, vector, channel) triples whose sum of positive (``upper``) or of negative products
-    beats ``level``, with that sum, best first: the (fold, vector) pairs from their extremes over
-    the channels (``found``: per group its padded weights ``[F, R, og]`` and those extremes
-    ``[F, T]``), then their channels from those pairs' exact sign sums (int64)."""
-    parts = []
-    og = op.shape.o
+def _beyond(op: Operand, found: list, upper: bool, rows: int) -> int:
+    """The largest (``upper``) or smallest PE partial sum (0, the empty prefix, at least).
+
+    ``found``: per group its padded weights ``[F, R, og]`` and, per (fold, vector), the extreme
+    sign sum over the channels ``[F, T]`` (overwritten). Each group's ``FIRST_PAIRS`` most
+    promising pairs go first and find nearly the extreme; then the pairs whose extreme still beats
+    it, in batches of ``PAIR_BATCH``, most promising first (:func:`_expand`)."""
+    import torch
+
+    level = 0
+    for gi, (_, pmax, nmin) in enumerate(found):
+        side = (pmax if upper else nmin).reshape(-1)
+        top = torch.topk(side, min(FIRST_PAIRS, side.numel()), largest=upper).indices
+        ft = np.divmod(top.numpy(), op.shape.t)
+        level = _expand(op, found, np.full(top.numel(), gi), *ft, level, upper, rows)
+        side[top] = 0                                  # done: 0 beats no level
+    beats = (lambda v: v > level) if upper else (lambda v: v < level)
+    pairs = []
+    for gi, (_, pmax, nmin) in enumerate(found):
+        side = pmax if upper else nmin
+        f, t = beats(side).nonzero(as_tuple=True)
+        pairs.append((np.full(f.numel(), gi), f.numpy(), t.numpy(), side[f, t].numpy()))
+    g, f, t, bound = (np.concatenate(c) for c in zip(*pairs))
+    while bound.size:
+        order = np.argsort(-bound if upper else bound, kind="stable")[:PAIR_BATCH]
+        level = _expand(op, found, g[order], f[order], t[order], level, upper, rows)
+        rest = np.ones(bound.size, bool)
+        rest[order] = False
+        rest &= (bound > level) if upper else (bound < level)
+        g, f, t, bound = g[rest], f[rest], t[rest], bound[rest]
+    return level
+
+
+def _expand(op: Operand, found: list, g: np.ndarray, f: np.ndarray, t: np.ndarray, level: int,
+            upper: bool, rows: int) -> int:
+    """``level`` raised to the extreme PE partial sum of the (fold ``f``, vector ``t``) pairs of
+    groups ``g``: their (fold, vector, channel) triples whose exact sign sum beats it are stepped,
+    most promising first, ``FIRST_STEPS`` of them, then twice as many each round, until no sign sum
+    left beats the level."""
+    og, k = op.shape.o, op.shape.k
     lo, hi = op.code_span()
-    for gi, (w3, pmax, nmin) in enumerate(found):
-        bound = max(hi, -lo) * float(np.abs(w3, dtype=np.int64).sum(axis=1).max(initial=0))
-        f, t = ((pmax > level) if upper else (nmin < level)).nonzero(as_tuple=True)
-        f, t = f.numpy(), t.numpy()
-        for fi in np.unique(f):
-            ts = t[f == fi]
-            k0 = int(fi) * w3.shape[1]
-            k1 = min(op.shape.k, k0 + w3.shape[1])
-            x = op.take(ts, np.full(ts.size, gi * og), k0, k1, np.int64)     # [m, r]
-            sums = sign_sums(x, w3[fi, :k1 - k0], bound)[0 if upper else 1]    # [m, og]
-            i, o = np.nonzero(sums > level if upper else sums < level)
-            parts.append((np.full(i.size, fi), ts[i], o + gi * og, sums[i, o]))
+    beats = (lambda v: v > level) if upper else (lambda v: v < level)
+    parts = []
+    for gi, fi in set(zip(g.tolist(), f.tolist())):
+        w3 = found[gi][0]
+        ts = t[(g == gi) & (f == fi)]
+        k0 = fi * rows
+        k1 = min(k, k0 + rows)
+        x = op.take(ts, np.full(ts.size, gi * og), k0, k1, np.int64)         # [m, r]
+        amax = max(hi, -lo) * float(np.abs(w3[fi], dtype=np.int64).sum(axis=0).max(initial=0))
+        sums = sign_sums(x, w3[fi, :k1 - k0], amax)[0 if upper else 1]        # [m, og]
+        ii, oo = np.nonzero(beats(sums))
+        parts.append((np.full(ii.size, fi), ts[ii], oo + gi * og, sums[ii, oo]))
     if not parts:
-        return (np.zeros(0, np.int64),) * 4
-    f, t, o, bound = (np.concatenate(c) for c in zip(*parts))
-    order = np.argsort(-bound if upper else bound, kind="stable")
-    return f[order], t[order], o[order], bound[order]
+        return level
+    ff, tt, oo, sb = (np.concatenate(c) for c in zip(*parts))
+    tri = np.argsort(-sb if upper else sb, kind="stable")
+    j, n = 0, FIRST_STEPS
+    while j < tri.size:
+        keep = tri[j:j + n][beats(sb[tri[j:j + n]])]
+        if keep.size == 0:
+            break                                      # sorted: no later triple can beat it
+        h, l_ = _step(op, ff[keep], tt[keep], oo[keep], rows)
+        level = max(level, h) if upper else min(level, l_)
+        j, n = j + n, min(2 * n, chunk_rows(rows))
+    return level
