@@ -25,7 +25,7 @@ from accel.timing import timing
 from models.random_nets import reference_graph
 from sim.cycles import CycleMeter, gemm_cycles
 
-from walltime import best_of
+from walltime import best_of_each
 
 #: Targets: the executor's wall time over the float forward, without and with the extremes.
 TARGET_VALUES_X = 5.0
@@ -66,22 +66,29 @@ def main() -> None:
                          pe_acc_bits=args.pe_acc_bits, overflow="wrap")
     graph, model = reference_graph("resnet18-random", seed=0)
     x = torch.rand(args.batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        model(x)                                   # warm-up
-        t_float = best_of(lambda: model(x), args.repeat)
-    print(f"ResNet-18 CIFAR batch {args.batch} on {config.name}")
-    print(f"  float forward   {t_float:8.3f} s (best of {args.repeat})")
     xn = x.numpy()
+    runs: dict[bool, object] = {}
+    backends = {e: GoldenBackend(config, extremes=e) for e in (False, True)}
+
+    def golden(extremes: bool) -> None:
+        runs[extremes] = simulate(graph, [(xn, None)], backends[extremes], [CycleMeter(config)])
+
+    def float_forward() -> None:
+        with torch.no_grad():
+            model(x)
+
+    float_forward()                                  # warm-up
+    t = best_of_each({"float": float_forward, "values": lambda: golden(False),
+                      "extremes": lambda: golden(True)}, args.repeat)
+    print(f"ResNet-18 CIFAR batch {args.batch} on {config.name}")
+    print(f"  float forward   {t['float']:8.3f} s (best of {args.repeat}, in turn with the runs below)")
     for extremes in (False, True):
-        runs = []
-        backend = GoldenBackend(config, extremes=extremes)
-        t_tlm = best_of(lambda: runs.append(simulate(graph, [(xn, None)], backend,
-                                                     [CycleMeter(config)])), args.repeat)
-        res = runs[-1]
+        res = runs[extremes]
+        t_tlm = t["extremes" if extremes else "values"]
         events = sum(s.pe_events + s.acc_events for s in res.layers)
         what = (f"with the exact psum extremes; target <= {TARGET_EXTREMES_X:g}x" if extremes
                 else f"values, events, cycles; target <= {TARGET_VALUES_X:g}x")
-        print(f"  golden forward  {t_tlm:8.3f} s  ({t_tlm / t_float:.1f}x float) "
+        print(f"  golden forward  {t_tlm:8.3f} s  ({t_tlm / t['float']:.1f}x float) "
               f"[{what}]; cycles {res.total_cycles:,}, overflow events {events:,}", flush=True)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"  peak RSS        {peak_gb:8.2f} GB (target < 8 GB)")
