@@ -90,9 +90,7 @@ class TorchOps:
 
     @staticmethod
     def cast(a: "torch.Tensor", dtype: type) -> "torch.Tensor":  # noqa: F821
-        import torch
-
-        return a.to(torch.float32 if dtype == np.float32 else torch.float64)
+        return a.to(torch_dtype(dtype))
 
     @staticmethod
     def minmax(a: "torch.Tensor") -> tuple[float, float]:  # noqa: F821
@@ -147,6 +145,8 @@ class Operand(Protocol):
     ops: Any
     #: The offset that brings every code into int8 for exact int8 GEMMs (None: no int8 GEMMs).
     int8: int | None
+    #: Its block sums come exact in int32 (int8 GEMMs): the screen then runs in int32.
+    int_blocks: bool
     #: Arrays derived from the weights alone, kept as long as the layer is (later batches reuse them).
     cache: dict
 
@@ -210,6 +210,14 @@ def exact_float32() -> Iterator[None]:
         for k, v in zip(knobs, saved):
             k.fp32_precision = v
         torch.set_float32_matmul_precision(matmul)
+
+
+def torch_dtype(dtype: type) -> "torch.dtype":  # noqa: F821
+    """The torch dtype of a numpy scalar type (int8, int32, float32, float64)."""
+    import torch
+
+    return {np.int8: torch.int8, np.int32: torch.int32, np.float32: torch.float32,
+            np.float64: torch.float64}[dtype]
 
 
 def int8_offset(span: tuple[int, int]) -> int | None:
@@ -292,6 +300,8 @@ class Matrix:
 
     kk = 1
     ops = NumpyOps
+    #: block sums come from numpy matmuls (float)
+    int_blocks = False
 
     def __init__(self, x: np.ndarray, w: np.ndarray, lead: tuple[int, ...] | None = None,
                  span: tuple[int, int] | None = None,
@@ -437,8 +447,8 @@ class Patches:
         self.int8 = _int8_operands(self._span, self.w2)
         # block sums: int8 GEMMs on channel-last patches where they can (one group, unsigned
         # codes); large feature maps convolve faster channel-last (the block sums and A then are too)
-        self._int8_blocks = self.int8 is not None and layer.groups == 1 and not self.signed
-        self._nhwc = layer.groups == 1 and not self.signed and (self._int8_blocks
+        self.int_blocks = self.int8 is not None and layer.groups == 1 and not self.signed
+        self._nhwc = layer.groups == 1 and not self.signed and (self.int_blocks
                                                                 or ho * wo >= NHWC_MIN_PIXELS)
 
     def _torch(self, dtype: type) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
@@ -446,7 +456,7 @@ class Patches:
         float64, or int8 (the codes minus :attr:`int8`, the weights as they are)."""
         import torch
 
-        td = {np.float32: torch.float32, np.float64: torch.float64, np.int8: torch.int8}[dtype]
+        td = torch_dtype(dtype)
         if td not in self._x:
             x = self._x[torch.float32]
             self._x[td] = (x - self.int8 if td == torch.int8 else x).to(td)
@@ -483,23 +493,27 @@ class Patches:
     def block_sums(self, k0: int, k1: int, dtype: type) -> np.ndarray:
         """Sums of the positive and of the negative products over rows ``[k0, k1)`` of every group.
 
-        A torch ``[*lead, 2, O]`` tensor (possibly strided): ``[..., 0, :]`` the positive,
-        ``[..., 1, :]`` the negative sums. ``k0`` and ``k1`` must be multiples of :attr:`kk` (or
-        ``k1 == K``). Exact while every such sum fits ``dtype``'s integers; run inside
-        :func:`exact_float32`.
+        A torch ``[*lead, 2, O]`` tensor of ``dtype`` (possibly strided): ``[..., 0, :]`` the
+        positive, ``[..., 1, :]`` the negative sums. ``k0`` and ``k1`` must be multiples of
+        :attr:`kk` (or ``k1 == K``). Exact while every such sum fits float32's or float64's
+        integers (int32: float32's); run inside :func:`exact_float32`. Int8 GEMMs on channel-last
+        patches where :attr:`int_blocks` (and the block has ``INT8_MIN_CHANNELS``), else convs.
         """
         import torch
 
-        xt, _ = self._torch(dtype)
         o, g = self.layer.out_channels, self.shape.groups
         c0, c1 = k0 // self.kk, -(-k1 // self.kk)
-        x = self._channels(xt, c0, c1)
-        kernel = (c1 - c0, *self.layer.kernel_size)
-        if self._int8_blocks and c1 - c0 >= INT8_MIN_CHANNELS and self.kk * (c1 - c0) << 14 <= I32_MAX:
+        if self.int_blocks and c1 - c0 >= INT8_MIN_CHANNELS and self.kk * (c1 - c0) << 14 <= I32_MAX:
             xb = self._patch_view(np.int8)[..., c0:c1].reshape(self.shape.t, -1)   # (i, j, c) rows
             w8, corr = self._int8_block_weights(c0, c1, dtype)
-            out = torch.add(int8_mm(xb, w8), corr).reshape(*self.lead, 2, o)
-        elif self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
+            y = int8_mm(xb, w8)
+            y = y.add_(corr) if dtype == np.int32 else torch.add(y, corr)
+            return y.reshape(*self.lead, 2, o)
+        if dtype == np.int32:       # the float kernels below, exact in float32 here
+            return self.block_sums(k0, k1, np.float32).to(torch.int32)
+        xt, _ = self._torch(dtype)
+        x = self._channels(xt, c0, c1)
+        if self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
             xa = self._channels(self._abs_input(dtype), c0, c1)
             y = self._conv(torch.cat([x, xa], dim=1), self._block_weights(dtype, c0, c1, "signed"),
                            2 * g)
@@ -647,7 +661,7 @@ class Patches:
         conv on small feature maps)."""
         import torch
 
-        td = torch.float32 if dtype == np.float32 else torch.float64
+        td = torch_dtype(dtype)
         o = self.layer.out_channels
         if self._nhwc:
             return torch.empty(*self.lead, o, dtype=td)

@@ -54,6 +54,9 @@ DENSE_ROW_SHARE = 0.25
 DENSE_CHUNK = 1 << 24
 #: Widest Q the screen runs for (its exact running sums are float64).
 MAX_SCREEN_Q = 52
+#: Magnitudes from which ``A`` and its bounds are no longer exact in the screen's narrow dtypes
+#: (int32: with room for one more block's sums, each below 2^24).
+_EXACT = {np.float32: F32_EXACT, np.int32: 1 << 30}
 
 
 def sign_sums(x: np.ndarray, w: np.ndarray, bound: float) -> tuple[np.ndarray, np.ndarray]:
@@ -169,8 +172,11 @@ def screen(op: Operand, bias: np.ndarray, config: Any) -> ScreenResult:
         edges = block_edges(op.shape.k, op.kk, config.rows, (1 << 53) // prod_max)
     p_lo, q_lo = config.pe_range[0], config.out_range[0]
     small = max(-p_lo, -q_lo) <= F32_EXACT // 2 and block_dtype == np.float32
-    res = _Blocks(op, config, bias, np.float32 if small else np.float64, block_dtype).run(edges)
-    if res is None:                      # A left float32's exact range: again in float64
+    if small and op.int_blocks:          # int32 block sums, A and bounds: no conversions
+        block_dtype = np.int32
+    dtype = block_dtype if small else np.float64
+    res = _Blocks(op, config, bias, dtype, block_dtype).run(edges)
+    if res is None:                      # A left float32's or int32's exact range: in float64
         res = _Blocks(op, config, bias, np.float64, block_dtype).run(edges)
     return res
 
@@ -188,6 +194,8 @@ class _Blocks:
                  block_dtype: type) -> None:
         self.op, self.config, self.bias = op, config, bias
         self.dtype, self.block_dtype = dtype, block_dtype
+        #: refinements gather and multiply in float (BLAS), exact as the block sums are
+        self.gather_dtype = np.float32 if block_dtype == np.int32 else block_dtype
         self.ops = op.ops
         self.acc = op.new_acc(dtype)
         self.ops.fill(self.acc, bias)
@@ -219,7 +227,7 @@ class _Blocks:
                     bounds = ops.empty_like(pn)
                 ops.add(self.acc[..., None, :], pn, out=bounds)   # A + pos, A + neg
                 lo, hi = ops.minmax(bounds)                       # min(A + neg), max(A + pos)
-                if self.dtype == np.float32 and max(hi, -lo) >= F32_EXACT:
+                if max(hi, -lo) >= _EXACT.get(self.dtype, np.inf):
                     return None
                 acc_out = hi > q_hi or lo < q_lo
             pe_out = pe_hi > p_hi or pe_lo < p_lo
@@ -242,7 +250,7 @@ class _Blocks:
             ops.add(self.acc, pn[..., 0, :], out=self.acc)        # A + pos + neg, exact
             ops.add(self.acc, pn[..., 1, :], out=self.acc)
             a_lo, a_hi = ops.minmax(self.acc)
-            if self.dtype == np.float32 and max(a_hi, -a_lo) >= F32_EXACT:
+            if max(a_hi, -a_lo) >= _EXACT.get(self.dtype, np.inf):
                 return None
             prev = pn
         return ScreenResult(ops.int64(self.acc), self.todo, self.dense, self.refined, 2)
@@ -303,7 +311,7 @@ class _Blocks:
         """Per output: fold sums over folds ``[e0, e1)`` (int64 ``[n, F]``), their
         positive-product sums (``with_pos``, else None) and the sum of its products over
         ``[e0, k0)``. The block dtype is exact: block_edges keeps a fold's products in range."""
-        r, dt = self.config.rows, self.block_dtype
+        r, dt = self.config.rows, self.gather_dtype
         nf = fold_count(e1 - e0, r)
         prods = self.op.take(t, oc, e0, e1, dt) * self.op.weights(oc, e0, e1, dt)
         if prods.shape[1] < nf * r:
@@ -320,7 +328,7 @@ class _Blocks:
         import torch
         import torch.nn.functional as F
 
-        r, o, dt = self.config.rows, self.op.shape.o, self.block_dtype
+        r, o, dt = self.config.rows, self.op.shape.o, self.gather_dtype
         nf = fold_count(e1 - e0, r)
         x = torch.from_numpy(self.op.take(rows, np.zeros(rows.size, np.int64), e0, e1, dt))  # [n, L]
         w = torch.from_numpy(self.op.weights(None, e0, e1, dt)).T                           # [L, O]

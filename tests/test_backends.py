@@ -15,6 +15,7 @@ from accel.config import ArrayConfig
 from accel.executor import layer_stats
 import accel.extremes
 import accel.operand
+import accel.screen
 from accel.extremes import psum_extremes
 from accel.golden import gemm
 from accel.layers import IntLayer, LayerError, fold_zero_point
@@ -200,6 +201,38 @@ def test_values_with_extremes_equal_the_reference(seed, kernel, monkeypatch):
     plain = GoldenBackend(config).run(layer, codes)
     assert (with_ext.pe_events, with_ext.acc_events) == (plain.pe_events, plain.acc_events)
     assert with_ext.pe_events + with_ext.acc_events > 0 or (p >= p_need and q >= q_need)
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("kernel", ["int8", "float"])
+def test_screen_on_int8_block_sums_equals_the_reference(seed, kernel, monkeypatch):
+    """Convs wide enough for int8 block GEMMs (16 and more channels a block), the screen in int32,
+    narrow P and Q: results, flags and events equal SPEC section 2 one integer at a time, on the
+    int8 kernels and on the float ones; on odd seeds ``A`` 'leaves' int32's exact range early, so
+    the screen runs again in float64."""
+    rng = np.random.default_rng(200 + seed)
+    if kernel == "float":
+        monkeypatch.setattr(accel.operand, "_int8_operands", lambda span, w2: None)
+    if seed % 2:
+        monkeypatch.setitem(accel.screen._EXACT, np.int32, 1 << 12)
+    c_in, c_out = int(rng.integers(16, 41)), int(rng.integers(2, 7))
+    layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(1, 4)), 1, int(rng.integers(0, 2)),
+                          1, 1, zp=int(rng.integers(0, 3)))
+    codes = rng.integers(0, 256, (2, c_in, 5, 6))
+    p = int(rng.integers(16, 20))
+    config = ArrayConfig(rows=int(rng.integers(8, 40)), cols=2, pe_acc_bits=p,
+                         out_acc_bits=p + int(rng.integers(0, 3)),
+                         overflow=str(rng.choice(["wrap", "saturate"])))
+    layer = dataclasses.replace(layer, bias=np.clip(layer.bias, *config.out_range))
+    op = layer_operand(layer, codes)
+    assert op.int_blocks == (kernel == "int8")
+    run = GoldenBackend(config).run(layer, codes)
+    (x, w, b), = lower(layer, codes, config.lane_range)
+    ref = reference_gemm(x, w, config, b)
+    for got, want in ((run.acc, ref.y), (run.pe_overflow, ref.pe_overflow),
+                      (run.acc_overflow, ref.acc_overflow)):
+        assert np.array_equal(got.transpose(0, 2, 3, 1).reshape(-1, c_out), want)
+    assert (run.pe_events, run.acc_events) == (ref.pe_events, ref.acc_events)
 
 
 def test_int8_mm_is_exact_on_views_with_any_strides():
