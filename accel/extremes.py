@@ -30,8 +30,8 @@ from accel.screen import ScreenResult, sign_sums, sign_weights
 
 __all__ = ["Extremes", "psum_extremes", "screen_with_extremes", "EXTREMES_CHUNK", "PAIR_BATCH"]
 
-#: Sums (vectors x 3 channels) one fold's GEMM of a chunk of vectors holds (2 MB of int32: in cache).
-EXTREMES_CHUNK = 1 << 19
+#: Sums (vectors x 3 channels) one fold's GEMM of a chunk of vectors holds (8 MB of int32: in L3).
+EXTREMES_CHUNK = 1 << 21
 #: (fold, vector) pairs expanded to their channels at once, most promising first.
 PAIR_BATCH = 1024
 #: Triples stepped first (the most promising); each later round doubles.
@@ -103,11 +103,12 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
 
 def screen_with_extremes(op: Operand, bias: np.ndarray, config: Any) -> tuple[Extremes, ScreenResult]:
     """:func:`psum_extremes` of the layer behind ``op`` in folds of ``config.rows``, and from the
-    same fold sums the screen's answer (:func:`accel.screen.screen`, plain lanes): exact at every
-    fold, so no block bound and no refinement. An output is at risk from the first fold whose
-    positive or negative sum leaves P bits or after which the accumulator leaves Q bits; it goes to
-    ``todo`` from that fold's edge with the exact accumulator value there. ``bias`` int64 ``[O]``;
-    Q at most 52 bits."""
+    same fold sums the screen's answer (:func:`accel.screen.screen`, plain lanes), exact at every
+    fold: no block bound, no refinement. An output whose positive or negative sum of a fold leaves
+    P bits goes to ``todo`` from that fold's edge; one whose accumulator leaves Q bits after some
+    fold (each output's extremes are kept), from the first fold after which an accumulator of its
+    chunk of vectors did, with the exact accumulator values there. ``bias`` int64 ``[O]``; Q at
+    most 52 bits."""
     return _scan(op, bias, config.rows, config)
 
 
@@ -162,7 +163,7 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
             y = torch.empty(t1 - t0, 3 * og, dtype=torch.int32 if ints else dt)
             y2 = torch.empty_like(y) if signed else None
             done = torch.zeros(t1 - t0, og, dtype=torch.bool) if watch else None
-            live = None      # once an output is at risk: c, with 0 (and the later steps) for those
+            f0 = None        # the first fold after which an accumulator of the chunk left Q bits
             for f in range(folds):
                 k0, k1 = f * rows, min(k, (f + 1) * rows)
                 for xp, r, out in zip(parts, (rhs[f, :k1 - k0], rhs[f, rows:rows + k1 - k0]), (y, y2)):
@@ -179,33 +180,27 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
                 torch.aminmax(c, out=(c_ext[0, f, ci], c_ext[1, f, ci]))
                 torch.amax(pos, dim=1, out=pmax[f, t0:t1])    # (strided: no copy, unlike aminmax)
                 torch.amin(neg, dim=1, out=nmin[f, t0:t1])
-                if watch:
-                    # the accumulator's range is watched on the outputs not yet at risk (``live``
-                    # zeroes those at risk: they would flag every later fold)
-                    if live is None:
-                        a_lo, a_hi = c_ext[0, f, ci].item(), c_ext[1, f, ci].item()
-                    else:
-                        live += sf
-                        a_lo, a_hi = (v.item() for v in torch.aminmax(live))
-                    acc_out = a_lo < q_lo or a_hi > q_hi
-                    pe_out = (pmax[f, t0:t1].max().item() > p_hi
-                              or nmin[f, t0:t1].min().item() < p_lo)
-                    if acc_out or pe_out:
-                        a = c if live is None else live
-                        risk = ((a > q_hi) | (a < q_lo)) if acc_out else None
-                        if pe_out:
-                            pe_risk = (pos > p_hi) | (neg < p_lo)
-                            risk = pe_risk if risk is None else risk | pe_risk
-                        risk &= ~done
-                        ti, oi = risk.nonzero(as_tuple=True)
-                        if ti.numel():
-                            start = (c[ti, oi] - sf[ti, oi]).to(torch.int64).numpy()  # A at f R
-                            todo.append((ti.numpy() + t0, oi.numpy() + gi * og, f * rows, start))
-                            done |= risk
-                        if ti.numel() or live is not None:
-                            live = c.clone() if live is None else live
-                            live.masked_fill_(done, 0)
+                if not watch:
+                    continue
+                if f0 is not None:                            # each output's extremes from f0 on
+                    torch.maximum(c_hi, c, out=c_hi)
+                    torch.minimum(c_lo, c, out=c_lo)
+                elif c_ext[0, f, ci].item() < q_lo or c_ext[1, f, ci].item() > q_hi:
+                    f0, at_f0 = f, c - sf                      # the accumulators at fold edge f0 R
+                    c_hi, c_lo = c.clone(), c.clone()
+                if pmax[f, t0:t1].max().item() > p_hi or nmin[f, t0:t1].min().item() < p_lo:
+                    risk = ((pos > p_hi) | (neg < p_lo)) & ~done   # a PE step may leave P bits
+                    ti, oi = risk.nonzero(as_tuple=True)
+                    if ti.numel():   # from this fold, or from f0 (its accumulator may leave Q)
+                        e0, base = (f, c - sf) if f0 is None else (f0, at_f0)
+                        todo.append((ti.numpy() + t0, oi.numpy() + gi * og, e0 * rows,
+                                     base[ti, oi].to(torch.int64).numpy()))
+                        done |= risk
             if watch:
+                if f0 is not None:   # outputs whose accumulator left Q bits: from fold f0
+                    ti, oi = (((c_hi > q_hi) | (c_lo < q_lo)) & ~done).nonzero(as_tuple=True)
+                    todo.append((ti.numpy() + t0, oi.numpy() + gi * og, f0 * rows,
+                                 at_f0[ti, oi].to(torch.int64).numpy()))
                 exact[t0:t1, gi * og:(gi + 1) * og] = c.to(torch.int64).numpy()
         acc = [min(acc[0], int(c_ext[0].min())), max(acc[1], int(c_ext[1].max()))]
         found.append((w3, pmax, nmin))
