@@ -9,7 +9,7 @@ here, the third plugs in from ``sim`` (the compiled RTL co-simulation):
   most outputs exact (:mod:`accel.screen`) and the golden stepping runs the rest
   (:func:`accel.golden.layer_values`); OverQ configurations run the lowered GEMMs on their encoded
   lanes (:func:`accel.golden.gemm`). Optionally the exact partial-sum extremes
-  (:mod:`accel.extremes`).
+  (:mod:`accel.extremes`), whose fold-by-fold pass then also gives the screen's answer.
 """
 
 from __future__ import annotations

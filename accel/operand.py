@@ -7,9 +7,10 @@ outputs their operand values. Two operands provide them:
 
 * :class:`Matrix` - a materialised ``x[T, K]`` and ``w[K, O]`` (a GEMM, or a linear layer): block
   sums are one numpy matmul per block;
-* :class:`Patches` - a conv layer's padded input, kept as it is: block sums are one conv per block
-  of whole input channels (torch, CPU), gathers read the padded input through the patch offsets,
-  so im2col is never built.
+* :class:`Patches` - a conv layer's padded input, kept as it is: block sums are one int8 GEMM
+  per block of whole input channels on its channel-last patches where codes and weights fit int8
+  (:func:`int8_mm`: exact int32 sums, about 8x float32's speed with VNNI), else one conv (torch,
+  CPU); gathers read the padded input through the patch offsets, so im2col is never built whole.
 
 Both return numpy arrays. Outputs are indexed by ``t`` in ``(n, ho, wo)`` order (linear: the
 flattened leading dimensions) and by the layer's output channel ``o`` (group-major); reduction rows

@@ -23,9 +23,12 @@ whole layer (any :class:`accel.operand.Operand`) in levels:
    for the golden stepping (:func:`accel.golden.resolve`).
 
 Comparisons run in float32 while every threshold and every ``A`` stays within 2^24 (integers are
-exact there, and rounding is monotone, so no comparison against a threshold can flip), else in
-float64; block sums in float32 while a block's sums stay below 2^24, else float64. Above Q = 52
-bits the screen does not run: every vector is returned as ``dense``.
+exact there, and rounding is monotone, so no comparison against a threshold can flip), in int32
+where the operand's block sums come from int8 GEMMs (:attr:`accel.operand.Operand.int_blocks`;
+``A`` within 2^30), else in float64; block sums in float32 while a block's sums stay below 2^24,
+else float64. Above Q = 52 bits the screen does not run: every vector is returned as ``dense``.
+With the exact partial-sum extremes the screen's answer comes from their fold-by-fold pass
+instead (:func:`accel.extremes.screen_with_extremes`).
 """
 
 from __future__ import annotations

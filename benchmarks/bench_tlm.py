@@ -1,7 +1,8 @@
 """Executor speed: ResNet-18 (CIFAR-size input, random int8 weights, batch 32) on a 32x32 array.
 
 Run by hand: ``python benchmarks/bench_tlm.py [--repeat N] [--batch B] [--pe-acc-bits P]``.
-Reports, in one run (best of N for each timing, the machine being shared):
+Reports, in one run (best of N for each timing, the three timed in turn each round: the machine
+is shared):
 * wall time of the integer graph on the golden back end (every conv/linear on the simulated
   array, wrap mode, P = Q = 20 by default: values, overflow events and cycles) next to the same
   network's plain float forward (target: <= 5x float), the same with the exact partial-sum
