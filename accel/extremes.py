@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from accel.arith import chunk_rows, fold_count
-from accel.operand import F32_EXACT, I32_MAX, Operand, int8_mm
+from accel.intgemm import I32_MAX, int8_mm
+from accel.operand import F32_EXACT, Operand
 from accel.screen import ScreenResult, sign_sums, sign_weights
 
 __all__ = ["Extremes", "psum_extremes", "screen_with_extremes", "EXTREMES_CHUNK", "PAIR_BATCH"]
@@ -164,6 +165,7 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
             y2 = torch.empty_like(y) if signed else None
             done = torch.zeros(t1 - t0, og, dtype=torch.bool) if watch else None
             f0 = None        # the first fold after which an accumulator of the chunk left Q bits
+            at_f0 = c_hi = c_lo = None   # from f0: the accumulators there, each one's extremes
             for f in range(folds):
                 k0, k1 = f * rows, min(k, (f + 1) * rows)
                 for xp, r, out in zip(parts, (rhs[f, :k1 - k0], rhs[f, rows:rows + k1 - k0]), (y, y2)):

@@ -9,7 +9,7 @@ outputs their operand values. Two operands provide them:
   sums are one numpy matmul per block;
 * :class:`Patches` - a conv layer's padded input, kept as it is: block sums are one int8 GEMM
   per block of whole input channels on its channel-last patches where codes and weights fit int8
-  (:func:`int8_mm`: exact int32 sums, about 8x float32's speed with VNNI), else one conv (torch,
+  (:func:`accel.intgemm.int8_mm`: exact int32 sums, about 8x float32's speed with VNNI), else one conv (torch,
   CPU); gathers read the padded input through the patch offsets, so im2col is never built whole.
 
 Both return numpy arrays. Outputs are indexed by ``t`` in ``(n, ho, wo)`` order (linear: the
@@ -30,19 +30,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from accel.arith import exact_matmul
+from accel.intgemm import I32_MAX, int8_mm, int8_operands
 from accel.layers import IntLayer
 from accel.lowering import GemmShape, check_codes, gemm_shape, padded_patches
 
 __all__ = ["Operand", "Matrix", "Patches", "NumpyOps", "TorchOps", "layer_operand",
-           "exact_float32", "one_blas_thread", "index", "flat", "int8_offset", "int8_gemm_exact",
-           "int8_mm", "NHWC_MIN_PIXELS", "F32_EXACT", "I32_MAX", "INT8_MIN_CHANNELS"]
+           "exact_float32", "one_blas_thread", "index", "flat", "torch_dtype", "NHWC_MIN_PIXELS",
+           "F32_EXACT", "INT8_MIN_CHANNELS"]
 
 #: Output pixels per image from which block sums are computed channel-last (faster there).
 NHWC_MIN_PIXELS = 256
 #: Integers up to this magnitude are exact in float32 (and every sum of them that stays below).
 F32_EXACT = 1 << 24
-#: Largest sum an int8 GEMM's int32 accumulators hold.
-I32_MAX = (1 << 31) - 1
 #: Blocks of fewer input channels convolve in float (their channel-last patches gather slowly).
 INT8_MIN_CHANNELS = 16
 #: Float weights of each layer (its float32 [O, K] and per-block conv weights,
@@ -221,58 +220,6 @@ def torch_dtype(dtype: type) -> "torch.dtype":  # noqa: F821
             np.float64: torch.float64}[dtype]
 
 
-def int8_offset(span: tuple[int, int]) -> int | None:
-    """The offset ``c`` that brings codes spanning ``span`` into int8 (every ``x - c`` in
-    [-128, 127]): 0 where they fit, else the smallest code + 128 (128 for unsigned 8-bit codes);
-    None where they span more than 256 values."""
-    lo, hi = span
-    if hi - lo > 255:
-        return None
-    return 0 if lo >= -128 and hi <= 127 else lo + 128
-
-
-@cache
-def int8_gemm_exact() -> bool:
-    """torch's int8 GEMM (``torch._int_mm``: int8 ``[n, k] . [k, m]`` to int32 sums, VNNI on x86,
-    about 8x float32's speed on one AVX-512 core) is there and equals int64 matmuls: checked once
-    on random and extreme operands of odd shapes and strides. Without it the float path runs."""
-    import torch
-
-    mm = getattr(torch, "_int_mm", None)
-    if mm is None:
-        return False
-    rng = np.random.default_rng(0)
-    cases = [rng.integers(-128, 128, (n, k + 3), dtype=np.int8) for n, k in ((1, 1), (7, 29), (40, 96))]
-    try:
-        for x in cases:
-            w = rng.integers(-128, 128, (x.shape[1] - 3, 37), dtype=np.int8)
-            for xs in (x[:, 3:], np.full_like(x[:, 3:], -128)):
-                ws = np.full_like(w, -128) if xs[0, 0] == -128 else w
-                got = mm(torch.from_numpy(xs), torch.from_numpy(ws)).numpy()
-                if not np.array_equal(got, xs.astype(np.int64) @ ws.astype(np.int64)):
-                    return False
-    except RuntimeError:
-        return False
-    return True
-
-
-def int8_mm(a: "torch.Tensor", b: "torch.Tensor", out: "torch.Tensor | None" = None  # noqa: F821
-            ) -> "torch.Tensor":  # noqa: F821
-    """Exact int8 GEMM ``a[n, k] . b[k, m]`` to int32 (:func:`int8_gemm_exact` must hold).
-
-    Operands go in row-major with a row stride of at least their width: torch passes the strides
-    to oneDNN as they are, and a size-1 dimension with any other stride (a one-column view of a
-    transpose, say) comes back as garbage (measured on torch 2.13), so such an operand is copied."""
-    import torch
-
-    def row_major(t: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
-        if t.stride(-1) == 1 and t.stride(0) >= t.shape[1]:
-            return t
-        return torch.empty(t.shape, dtype=t.dtype).copy_(t)
-
-    return torch._int_mm(row_major(a), row_major(b), out=out)
-
-
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """Run numpy's BLAS on one thread: the screen interleaves small numpy matmuls with torch's
@@ -323,7 +270,7 @@ class Matrix:
     def int8(self) -> int | None:
         """The offset that brings every code into int8 for exact int8 GEMMs, or None (as
         :attr:`Patches.int8`; asked for only by torch paths: finding it imports torch)."""
-        return _int8_operands(self._span, self.w2)
+        return int8_operands(self._span, self.w2)
 
     def _as(self, dtype: type) -> tuple[np.ndarray, np.ndarray]:
         """``x[T, K]`` and ``w2`` as ``dtype`` (int8: the codes minus :attr:`int8`)."""
@@ -445,7 +392,7 @@ class Patches:
         self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
         #: the offset that brings every code into int8 for exact int8 GEMMs (None: they do not fit,
         #: the weights do not, or torch has no exact int8 GEMM here)
-        self.int8 = _int8_operands(self._span, self.w2)
+        self.int8 = int8_operands(self._span, self.w2)
         # block sums: int8 GEMMs on channel-last patches where they can (one group, unsigned
         # codes); large feature maps convolve faster channel-last (the block sums and A then are too)
         self.int_blocks = self.int8 is not None and layer.groups == 1 and not self.signed
@@ -714,15 +661,6 @@ class Patches:
     def output(self, acc: np.ndarray) -> np.ndarray:
         """An ``[*lead, O]`` result in the layer's output shape ``[N, O, Ho, Wo]``."""
         return acc.transpose(0, 3, 1, 2)
-
-
-def _int8_operands(span: tuple[int, int], w2: np.ndarray) -> int | None:
-    """:func:`int8_offset` of the codes where the weights fit int8 too and torch's int8 GEMM is
-    exact here (:func:`int8_gemm_exact`), else None."""
-    off = int8_offset(span)
-    if off is None or w2.size == 0 or w2.min() < -128 or w2.max() > 127 or not int8_gemm_exact():
-        return None
-    return off
 
 
 def layer_operand(layer: IntLayer, codes: object, code_range: tuple[int, int] | None = None

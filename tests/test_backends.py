@@ -21,7 +21,8 @@ from accel.golden import gemm
 from accel.layers import IntLayer, LayerError, fold_zero_point
 from accel.lowering import gemm_shape, lower
 from accel.nodes import ArrayLayer
-from accel.operand import Matrix, Patches, exact_float32, int8_mm, layer_operand
+from accel.intgemm import int8_mm
+from accel.operand import Matrix, Patches, exact_float32, layer_operand
 from accel.reference import reference_gemm
 from sim.cycles import CycleMeter, gemm_cycles
 
@@ -138,7 +139,7 @@ def test_extremes_of_convs_in_chunks_equal_brute_force(seed, kernel, monkeypatch
     rng = np.random.default_rng(seed)
     monkeypatch.setattr(accel.extremes, "EXTREMES_CHUNK", int(rng.integers(1, 4000)))
     if kernel == "float":
-        monkeypatch.setattr(accel.operand, "_int8_operands", lambda span, w2: None)
+        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, w2: None)
     groups = int(rng.choice([1, 2]))
     c_in, c_out = 2 * int(rng.integers(1, 4)), 2 * int(rng.integers(1, 4))
     layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(1, 4)), int(rng.integers(1, 3)),
@@ -171,7 +172,7 @@ def test_values_with_extremes_equal_the_reference(seed, kernel, monkeypatch):
     rng = np.random.default_rng(100 + seed)
     monkeypatch.setattr(accel.extremes, "EXTREMES_CHUNK", int(rng.integers(1, 2000)))
     if kernel == "float":
-        monkeypatch.setattr(accel.operand, "_int8_operands", lambda span, w2: None)
+        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, w2: None)
     groups = int(rng.choice([1, 2]))
     c_in, c_out = 2 * int(rng.integers(3, 9)), 2 * int(rng.integers(1, 4))
     layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(2, 4)), int(rng.integers(1, 3)),
@@ -212,7 +213,7 @@ def test_screen_on_int8_block_sums_equals_the_reference(seed, kernel, monkeypatc
     the screen runs again in float64."""
     rng = np.random.default_rng(200 + seed)
     if kernel == "float":
-        monkeypatch.setattr(accel.operand, "_int8_operands", lambda span, w2: None)
+        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, w2: None)
     if seed % 2:
         monkeypatch.setitem(accel.screen._EXACT, np.int32, 1 << 12)
     c_in, c_out = int(rng.integers(16, 41)), int(rng.integers(2, 7))
