@@ -96,7 +96,7 @@ def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
     The sign sums are exact: int8 GEMMs (int32 sums) where the operand's codes and weights fit
     int8 (:attr:`accel.operand.Operand.int8`), else float32 while every fold's sums stay below
     2^24, else float64 (exact below 2^53); accumulator values in int32 / float32 where no value
-    can reach 2^31 / 2^24, else int64 / float64. On every core (torch); run inside
+    can reach 2^31 / 2^24, else int64 / float64 (int64 from 2^53). On every core (torch); run inside
     :func:`accel.operand.exact_float32`.
     """
     return _scan(op, bias, rows, None)[0]
@@ -146,7 +146,8 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
         else:
             dt = torch.float32 if fold_bound < F32_EXACT else torch.float64
             npdt = np.float32 if dt == torch.float32 else np.float64
-            acc_dt = torch.float32 if reach < F32_EXACT else torch.float64
+            acc_dt = (torch.float32 if reach < F32_EXACT else torch.float64 if reach < 2 ** 53
+                      else torch.int64)
         w3, rhs, wsum = _fold_weights(op, gi, rows, signed, dt)
         if ints:   # (x - c) . w + c . sum(w) for codes offset by c
             corr = (op.int8 * wsum).to(torch.int32)                          # [F, 3og]
@@ -178,7 +179,7 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
                 if ints and op.int8:
                     y += corr[f]
                 pos, neg, sf = y[:, :og], y[:, og:2 * og], y[:, 2 * og:]
-                c += sf
+                c += sf if c.dtype != torch.int64 else sf.to(torch.int64)   # (float sums: exact)
                 torch.aminmax(c, out=(c_ext[0, f, ci], c_ext[1, f, ci]))
                 torch.amax(pos, dim=1, out=pmax[f, t0:t1])    # (strided: no copy, unlike aminmax)
                 torch.amin(neg, dim=1, out=nmin[f, t0:t1])

@@ -147,7 +147,8 @@ class Operand(Protocol):
     int8: int | None
     #: Its block sums come exact in int32 (int8 GEMMs): the screen then runs in int32.
     int_blocks: bool
-    #: Arrays derived from the weights alone, kept as long as the layer is (later batches reuse them).
+    #: Arrays derived from the weights alone (a conv's live as long as its layer, so later
+    #: batches reuse them; a matrix's as long as the operand).
     cache: dict
 
     def code_span(self) -> tuple[int, int]: ...
@@ -453,10 +454,11 @@ class Patches:
         c0, c1 = k0 // self.kk, -(-k1 // self.kk)
         if self.int_blocks and c1 - c0 >= INT8_MIN_CHANNELS and self.kk * (c1 - c0) << 14 <= I32_MAX:
             xb = self._patch_view(np.int8)[..., c0:c1].reshape(self.shape.t, -1)   # (i, j, c) rows
-            w8, corr = self._int8_block_weights(c0, c1, dtype)
+            w8, wsum = self._int8_block_weights(c0, c1)
             y = int8_mm(xb, w8)
-            y = y.add_(corr) if dtype == np.int32 else torch.add(y, corr)
-            return y.reshape(*self.lead, 2, o)
+            # + c . sum(w) in int32: it may wrap there, the sums it completes do not (exact)
+            y += torch.from_numpy((self.int8 * wsum).astype(np.int32))
+            return (y if dtype == np.int32 else y.to(torch_dtype(dtype))).reshape(*self.lead, 2, o)
         if dtype == np.int32:       # the float kernels below, exact in float32 here
             return self.block_sums(k0, k1, np.float32).to(torch.int32)
         xt, _ = self._torch(dtype)
@@ -505,20 +507,19 @@ class Patches:
             cache[key] = wb.contiguous(memory_format=fmt)
         return cache[key]
 
-    def _int8_block_weights(self, c0: int, c1: int, dtype: type
-                            ) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
+    def _int8_block_weights(self, c0: int, c1: int) -> tuple["torch.Tensor", np.ndarray]:  # noqa: F821
         """The int8 GEMM weights of input channels ``[c0, c1)`` in channel-last patch order
-        ``(i, j, c)``, ``[kh kw (c1 - c0), 2 O]`` (``[w+ | w-]``), and the offset's share of each
-        sum, :attr:`int8` times each column's sum (``dtype``, ``[2 O]``). Cached with the layer."""
+        ``(i, j, c)``, ``[kh kw (c1 - c0), 2 O]`` (``[w+ | w-]``), and each column's sum (int64
+        ``[2 O]``: times :attr:`int8`, which each batch's codes set, the offset's share of each
+        sum). Cached with the layer."""
         import torch
 
-        key = ("int8 block", c0, c1, dtype)
+        key = ("int8 block", c0, c1)
         if key not in self.cache:
             o = self.layer.out_channels
             w = self.layer.weight[:, c0:c1].transpose(2, 3, 1, 0).reshape(-1, o)   # [(i, j, c), O]
             w = np.concatenate([np.maximum(w, 0), np.minimum(w, 0)], axis=1)
-            self.cache[key] = (torch.from_numpy(w.astype(np.int8)),
-                               torch.from_numpy((self.int8 * w.sum(axis=0)).astype(dtype)))
+            self.cache[key] = (torch.from_numpy(w.astype(np.int8)), w.sum(axis=0, dtype=np.int64))
         return self.cache[key]
 
     def _patch_view(self, dtype: type) -> "torch.Tensor":  # noqa: F821

@@ -236,6 +236,35 @@ def test_screen_on_int8_block_sums_equals_the_reference(seed, kernel, monkeypatc
     assert (run.pe_events, run.acc_events) == (ref.pe_events, ref.acc_events)
 
 
+def test_int8_block_sums_follow_each_batch_offset():
+    """The int8 offset comes from each batch's codes (0 for codes that fit, the smallest + 128
+    else) while the block weights stay cached with the layer: a second batch with another offset
+    still gets exact sums (a cached correction was stale), and a correction past 2^24 (codes near
+    256, 896 channels: P = 16, Q = 32 screens in float) is added exactly."""
+    rng = np.random.default_rng(11)
+    layer, _ = conv_layer(rng, 32, 3, 3, 1, 1, 1, 1, zp=0)
+    config = ArrayConfig(rows=32, cols=2, pe_acc_bits=18, out_acc_bits=20)
+    backend = GoldenBackend(config)
+    for top in (128, 256, 200):
+        codes = rng.integers(top - 128 if top == 200 else 0, top, (2, 32, 5, 6))
+        run = backend.run(layer, codes)
+        (x, w, b), = lower(layer, codes, config.lane_range)
+        ref = reference_gemm(x, w, config, b)
+        assert np.array_equal(run.exact.transpose(0, 2, 3, 1).reshape(-1, 3), x @ w + b)
+        assert np.array_equal(run.acc.transpose(0, 2, 3, 1).reshape(-1, 3), ref.y)
+        assert (run.pe_events, run.acc_events) == (ref.pe_events, ref.acc_events)
+    w = np.full((4, 896, 1, 1), 127)
+    w[:, 0] = 126
+    wide = IntLayer(name="wide", kind="conv2d", weight=w, weight_scale=np.full(4, 0.01),
+                    input_scale=0.1, input_zero_point=0)
+    codes = rng.integers(129, 131, (1, 896, 2, 3))
+    op = layer_operand(wide, codes)
+    assert op.int_blocks and op.int8 == 257
+    run = GoldenBackend(ArrayConfig(rows=128, cols=2, pe_acc_bits=16, out_acc_bits=32)).run(wide, codes)
+    (x, w2, _), = lower(wide, codes, (0, 255))
+    assert np.array_equal(run.exact.transpose(0, 2, 3, 1).reshape(-1, 4), x.astype(np.int64) @ w2)
+
+
 def test_int8_mm_is_exact_on_views_with_any_strides():
     """One-column and one-row views whose size-1 dimension has an odd stride (what a transposed
     im2col of a one-channel 1x1 conv gives) come back exact, as do plain and sliced operands."""
