@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["code_range", "signed_range", "signed_bits", "op", "fold_count", "group_count", "SCAN_CHUNK_ELEMS",
-           "chunk_rows", "exact_matmul", "as_int_matrix", "check_range", "check_operands", "check_weights", "GemmResult"]
+           "chunk_rows", "exact_matmul", "sign_weights", "as_int_matrix", "check_range", "check_operands", "check_weights", "GemmResult"]
 
 #: Largest number of int64 elements (pairs x steps) a gathered scan or gather holds at once.
 SCAN_CHUNK_ELEMS = 1 << 21
@@ -72,6 +72,15 @@ def exact_matmul(a: np.ndarray, b: np.ndarray, bound: float | None = None) -> np
     if bound < 2.0**53:
         return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
     return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def sign_weights(w: np.ndarray, signed: bool) -> np.ndarray:
+    """Weights ``w[..., R, C]`` as the right operand of one sign-sum matmul (:func:`accel.screen.sign_sums`):
+    ``[w+ | w-]`` (``[..., R, 2 C]``) against unsigned codes, ``[[w+, w-], [w-, w+]]``
+    (``[..., 2 R, 2 C]``) against ``[x+ | x-]``."""
+    wp, wn = np.maximum(w, 0), np.minimum(w, 0)
+    top = np.concatenate([wp, wn], axis=-1)
+    return np.concatenate([top, np.concatenate([wn, wp], axis=-1)], axis=-2) if signed else top
 
 
 def as_int_matrix(name: str, a: object, shape_hint: str) -> np.ndarray:

@@ -9,8 +9,7 @@ clamping: these describe the data, whatever P and Q the array has.
 (:meth:`accel.operand.Operand.row_block`) small enough for the cache; per chunk and fold one GEMM
 against ``[w+ | w- | w]`` gives, for every (vector, channel), the sums of its positive and of its
 negative products (the screen's bound, :mod:`accel.screen`: every prefix of the fold lies between
-the two) and the fold sum, itself a prefix (a lower bound on the PE extremes) and the step of the
-accumulator (whose values it gives exactly). The GEMMs are int8 (exact int32 sums, about 8x
+the two) and the fold sum, the accumulator's step (its values come exact at every fold). The GEMMs are int8 (exact int32 sums, about 8x
 float32's speed with VNNI) wherever the codes and weights fit. Per (fold, vector) only the
 extremes over the channels are kept; the pairs whose bound beats the extreme found are expanded to
 their channels, and those triples stepped, most promising first: on real data a few in 10^4
@@ -24,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from accel.arith import chunk_rows, fold_count
+from accel.arith import chunk_rows, fold_count, sign_weights
 from accel.intgemm import I32_MAX, int8_mm
 from accel.operand import F32_EXACT, Operand
-from accel.screen import ScreenResult, sign_sums, sign_weights
+from accel.screen import ScreenResult, sign_sums
 
 __all__ = ["Extremes", "psum_extremes", "screen_with_extremes", "EXTREMES_CHUNK", "PAIR_BATCH"]
 
@@ -72,7 +71,7 @@ def _fold_weights(op: Operand, g: int, rows: int, signed: bool, dtype: "torch.dt
                   ) -> tuple[np.ndarray, "torch.Tensor", "torch.Tensor"]:  # noqa: F821
     """Group ``g``'s weights per fold of ``rows`` rows: int16 ``[F, R, og]`` (zero rows past K),
     the right operand of the per-fold sign-sum GEMMs, ``[F, R or 2R, 3og]`` of ``dtype``
-    (``[w+ | w- | w]``, :func:`accel.screen.sign_weights`), and its sums over the rows (int64
+    (``[w+ | w- | w]``, :func:`accel.arith.sign_weights`), and its sums over the rows (int64
     ``[F, 3og]``). Kept with the layer's weights (:attr:`accel.operand.Operand.cache`)."""
     import torch
 

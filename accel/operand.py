@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from accel.arith import exact_matmul
+from accel.arith import exact_matmul, sign_weights
 from accel.intgemm import I32_MAX, int8_mm, int8_operands
 from accel.layers import IntLayer
 from accel.lowering import GemmShape, check_codes, gemm_shape, padded_patches
@@ -518,7 +518,7 @@ class Patches:
         if key not in self.cache:
             o = self.layer.out_channels
             w = self.layer.weight[:, c0:c1].transpose(2, 3, 1, 0).reshape(-1, o)   # [(i, j, c), O]
-            w = np.concatenate([np.maximum(w, 0), np.minimum(w, 0)], axis=1)
+            w = sign_weights(w, False)                                             # [w+ | w-]
             self.cache[key] = (torch.from_numpy(w.astype(np.int8)), w.sum(axis=0, dtype=np.int64))
         return self.cache[key]
 

@@ -39,10 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from accel.arith import chunk_rows, exact_matmul, fold_count
+from accel.arith import chunk_rows, exact_matmul, fold_count, sign_weights
 from accel.operand import F32_EXACT, Operand, flat, index
 
-__all__ = ["sign_sums", "sign_weights", "beyond", "pe_risky", "ScreenResult", "screen",
+__all__ = ["sign_sums", "beyond", "pe_risky", "ScreenResult", "screen",
            "block_edges", "BLOCK_FOLDS", "DENSE_RATIO", "DENSE_ROW_SHARE"]
 
 #: Folds per block: finer blocks refine fewer outputs but cost more, smaller convs.
@@ -73,15 +73,6 @@ def sign_sums(x: np.ndarray, w: np.ndarray, bound: float) -> tuple[np.ndarray, n
     xs = np.concatenate([np.maximum(x, 0), np.minimum(x, 0)], axis=1) if signed else x
     both = exact_matmul(xs, sign_weights(w, signed), bound)
     return both[:, :w.shape[1]], both[:, w.shape[1]:]
-
-
-def sign_weights(w: np.ndarray, signed: bool) -> np.ndarray:
-    """Weights ``w[..., R, C]`` as the right operand of one sign-sum matmul (:func:`sign_sums`):
-    ``[w+ | w-]`` (``[..., R, 2 C]``) against unsigned codes, ``[[w+, w-], [w-, w+]]``
-    (``[..., 2 R, 2 C]``) against ``[x+ | x-]``."""
-    wp, wn = np.maximum(w, 0), np.minimum(w, 0)
-    top = np.concatenate([wp, wn], axis=-1)
-    return np.concatenate([top, np.concatenate([wn, wp], axis=-1)], axis=-2) if signed else top
 
 
 def beyond(low: np.ndarray, high: np.ndarray, value_range: tuple[int, int]) -> np.ndarray:
