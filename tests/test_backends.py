@@ -73,6 +73,23 @@ def test_linear_lowering_keeps_leading_dims():
     assert np.array_equal(one.acc, codes[0, 0] @ w.T)
 
 
+def use_kernel(monkeypatch, kernel):
+    """Run on the int8 GEMMs where operands fit ("int8") or on the float kernels ("float")."""
+    if kernel == "float":
+        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, w2: None)
+
+
+def random_grouped_conv(rng, half_c_in, kernels):
+    """A random conv of one or two groups: 2 * [half_c_in) input and 2..6 output channels, a
+    kernel size in [kernels), stride 1-2, padding 0-1 with a zero point 0-2. Returns it, its input
+    channels and its groups."""
+    groups = int(rng.choice([1, 2]))
+    c_in, c_out = 2 * int(rng.integers(*half_c_in)), 2 * int(rng.integers(1, 4))
+    layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(*kernels)), int(rng.integers(1, 3)),
+                          int(rng.integers(0, 2)), 1, groups, zp=int(rng.integers(0, 3)))
+    return layer, c_in, groups
+
+
 def brute_extremes(x, w, b, r):
     pe = [0]
     acc = [int(v) for v in b]
@@ -138,12 +155,8 @@ def test_extremes_of_convs_in_chunks_equal_brute_force(seed, kernel, monkeypatch
     and the int32 one to int64."""
     rng = np.random.default_rng(seed)
     monkeypatch.setattr(accel.extremes, "EXTREMES_CHUNK", int(rng.integers(1, 4000)))
-    if kernel == "float":
-        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, w2: None)
-    groups = int(rng.choice([1, 2]))
-    c_in, c_out = 2 * int(rng.integers(1, 4)), 2 * int(rng.integers(1, 4))
-    layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(1, 4)), int(rng.integers(1, 3)),
-                          int(rng.integers(0, 2)), 1, groups, zp=int(rng.integers(0, 3)))
+    use_kernel(monkeypatch, kernel)
+    layer, c_in, groups = random_grouped_conv(rng, (1, 4), (1, 4))
     if seed % 4 == 3:
         layer = dataclasses.replace(layer, bias=layer.bias + (1 << (31 if seed % 8 == 7 else 24)) - 2000)
     signed = seed % 2 == 1
@@ -171,12 +184,8 @@ def test_values_with_extremes_equal_the_reference(seed, kernel, monkeypatch):
     needs, Q one bit below: events on most seeds)."""
     rng = np.random.default_rng(100 + seed)
     monkeypatch.setattr(accel.extremes, "EXTREMES_CHUNK", int(rng.integers(1, 2000)))
-    if kernel == "float":
-        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, w2: None)
-    groups = int(rng.choice([1, 2]))
-    c_in, c_out = 2 * int(rng.integers(3, 9)), 2 * int(rng.integers(1, 4))
-    layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(2, 4)), int(rng.integers(1, 3)),
-                          int(rng.integers(0, 2)), 1, groups, zp=int(rng.integers(0, 3)))
+    use_kernel(monkeypatch, kernel)
+    layer, c_in, groups = random_grouped_conv(rng, (3, 9), (2, 4))
     signed = seed % 2 == 1
     codes = rng.integers(-128 if signed else 0, 128 if signed else 256, (2, c_in, 6, 7))
     layer = dataclasses.replace(layer, act_signed=signed)
@@ -212,8 +221,7 @@ def test_screen_on_int8_block_sums_equals_the_reference(seed, kernel, monkeypatc
     int8 kernels and on the float ones; on odd seeds ``A`` 'leaves' int32's exact range early, so
     the screen runs again in float64."""
     rng = np.random.default_rng(200 + seed)
-    if kernel == "float":
-        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, w2: None)
+    use_kernel(monkeypatch, kernel)
     if seed % 2:
         monkeypatch.setitem(accel.screen._EXACT, np.int32, 1 << 12)
     c_in, c_out = int(rng.integers(16, 41)), int(rng.integers(2, 7))
