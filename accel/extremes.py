@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from accel.arith import chunk_rows, fold_count, sign_weights
+from accel.arith import chunk_rows, fold_count
 from accel.intgemm import I32_MAX, int8_mm
 from accel.operand import F32_EXACT, Operand
-from accel.screen import ScreenResult, sign_sums
+from accel.screen import ScreenResult, fold_weights, sign_sums, weight_l1
 
 __all__ = ["Extremes", "psum_extremes", "screen_with_extremes", "EXTREMES_CHUNK", "PAIR_BATCH"]
 
@@ -65,27 +65,6 @@ def _step(op: Operand, f: np.ndarray, t: np.ndarray, o: np.ndarray, rows: int) -
         np.cumsum(prods, axis=1, out=prods)
         hi, lo = max(hi, int(prods.max())), min(lo, int(prods.min()))
     return hi, lo
-
-
-def _fold_weights(op: Operand, g: int, rows: int, signed: bool, dtype: "torch.dtype"  # noqa: F821
-                  ) -> tuple[np.ndarray, "torch.Tensor", "torch.Tensor"]:  # noqa: F821
-    """Group ``g``'s weights per fold of ``rows`` rows: int16 ``[F, R, og]`` (zero rows past K),
-    the right operand of the per-fold sign-sum GEMMs, ``[F, R or 2R, 3og]`` of ``dtype``
-    (``[w+ | w- | w]``, :func:`accel.arith.sign_weights`), and its sums over the rows (int64
-    ``[F, 3og]``). Kept with the layer's weights (:attr:`accel.operand.Operand.cache`)."""
-    import torch
-
-    key = ("fold weights", g, rows, signed, dtype)
-    if key not in op.cache:
-        k, og = op.shape.k, op.shape.o
-        folds = fold_count(k, rows)
-        w = np.zeros((og, folds * rows), np.int16)                           # weights: <= 16 bits
-        w[:, :k] = op.w2[g * og:(g + 1) * og]
-        w3 = np.ascontiguousarray(w.reshape(og, folds, rows).transpose(1, 2, 0))
-        sw = sign_weights(w3, signed)
-        rhs = torch.from_numpy(np.concatenate([sw, sw[..., :og] + sw[..., og:]], axis=-1))
-        op.cache[key] = (w3, rhs.to(dtype), rhs.sum(dim=1, dtype=torch.int64))
-    return op.cache[key]
 
 
 def psum_extremes(op: Operand, bias: np.ndarray | None, rows: int) -> Extremes:
@@ -131,7 +110,7 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
     lo, hi = op.code_span()
     amax, signed = max(hi, -lo), lo < 0
     folds = fold_count(k, rows)
-    fold_bound = amax * int(np.abs(op.w2).max(initial=0)) * min(rows, k)   # |any fold's sums|
+    fold_bound = amax * weight_l1(op, rows)[0] * min(rows, k)             # |any fold's sums|
     ints = (op.int8 is not None and (op.int8 == 0 or not signed)     # x+, x- of the codes in int8
             and fold_bound <= I32_MAX)
     found = []                                      # per group: sign sums' extremes per (fold, vector)
@@ -147,7 +126,7 @@ def _scan(op: Operand, bias: np.ndarray | None, rows: int, config: Any
             npdt = np.float32 if dt == torch.float32 else np.float64
             acc_dt = (torch.float32 if reach < F32_EXACT else torch.float64 if reach < 2 ** 53
                       else torch.int64)
-        w3, rhs, wsum = _fold_weights(op, gi, rows, signed, dt)
+        w3, rhs, wsum = fold_weights(op, gi, rows, signed, dt)
         if ints:   # (x - c) . w + c . sum(w) for codes offset by c
             corr = (op.int8 * wsum).to(torch.int32)                          # [F, 3og]
         # per (fold, vector): the largest positive and the smallest negative sum over the

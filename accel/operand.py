@@ -305,7 +305,7 @@ class Matrix:
         return exact_matmul(self.x, self.w2.T).reshape(*self.lead, self.shape.o)
 
     def take(self, t: np.ndarray, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray:
-        """``x[t[i], k0:k1]``, ``[n, k1 - k0]``."""
+        """``x[t[i], k0:k1]``, ``[n, k1 - k0]`` (int8: the codes minus :attr:`int8`)."""
         return self._as(dtype)[0][np.asarray(t, np.int64), k0:k1]
 
     def weights(self, o: np.ndarray | None, k0: int, k1: int, dtype: type) -> np.ndarray:
@@ -583,16 +583,21 @@ class Patches:
         return per.reshape(self.shape.groups, -1).max(axis=0)
 
     def _flat_input(self, dtype: type) -> np.ndarray:
-        """The padded input, flat, as a numpy array of ``dtype`` (codes are exact in each)."""
+        """The padded input, flat, as a numpy array of ``dtype`` (codes are exact in each; int8:
+        the codes minus :attr:`int8`, :meth:`_torch`)."""
         if dtype not in self._flat:
-            import torch
+            if dtype == np.int8:
+                self._flat[dtype] = self._torch(np.int8)[0].reshape(-1).numpy()
+            else:
+                import torch
 
-            base = self._x[torch.float32].reshape(-1).numpy()
-            self._flat[dtype] = base if dtype == np.float32 else base.astype(dtype)
+                base = self._x[torch.float32].reshape(-1).numpy()
+                self._flat[dtype] = base if dtype == np.float32 else base.astype(dtype)
         return self._flat[dtype]
 
     def take(self, t: np.ndarray, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray:
-        """``x[t[i], k0:k1]`` of output channel ``o[i]``'s group, ``[n, k1 - k0]``."""
+        """``x[t[i], k0:k1]`` of output channel ``o[i]``'s group, ``[n, k1 - k0]`` (int8: the
+        codes minus :attr:`int8`)."""
         t, o = np.asarray(t, np.int64), np.asarray(o, np.int64)
         base = self._t_off[t] + o // self.shape.o * self._g_off
         return self._flat_input(dtype)[base[:, None] + self._k_off[None, k0:k1]]
