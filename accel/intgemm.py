@@ -71,10 +71,12 @@ def int8_mm(a: "torch.Tensor", b: "torch.Tensor", out: "torch.Tensor | None" = N
     return torch._int_mm(row_major(a), row_major(b), out=out)
 
 
-def int8_operands(span: tuple[int, int], w2: np.ndarray) -> int | None:
-    """:func:`int8_offset` of codes spanning ``span`` where the weights ``w2`` fit int8 too and
-    torch's int8 GEMM is exact here (:func:`int8_gemm_exact`), else None."""
+def int8_operands(span: tuple[int, int], weight_span: tuple[int, int] | None) -> int | None:
+    """:func:`int8_offset` of codes spanning ``span`` where weights spanning ``weight_span``
+    (smallest, largest; None: no weights) fit int8 too and torch's int8 GEMM is exact here
+    (:func:`int8_gemm_exact`), else None."""
     off = int8_offset(span)
-    if off is None or w2.size == 0 or w2.min() < -128 or w2.max() > 127 or not int8_gemm_exact():
+    if (off is None or weight_span is None or weight_span[0] < -128 or weight_span[1] > 127
+            or not int8_gemm_exact()):
         return None
     return off

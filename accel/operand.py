@@ -49,6 +49,14 @@ INT8_MIN_CHANNELS = 16
 _WEIGHTS: "weakref.WeakKeyDictionary[IntLayer, dict]" = weakref.WeakKeyDictionary()
 
 
+def weight_span(w2: np.ndarray, cache: dict) -> tuple[int, int] | None:
+    """Smallest and largest of the weights ``w2`` (None: none), kept in ``cache``
+    (:attr:`Operand.cache`)."""
+    if "weight span" not in cache:
+        cache["weight span"] = (int(w2.min()), int(w2.max())) if w2.size else None
+    return cache["weight span"]
+
+
 class NumpyOps:
     """The element-wise passes the screen makes over block-wide arrays, on numpy arrays."""
 
@@ -271,7 +279,7 @@ class Matrix:
     def int8(self) -> int | None:
         """The offset that brings every code into int8 for exact int8 GEMMs, or None (as
         :attr:`Patches.int8`; asked for only by torch paths: finding it imports torch)."""
-        return int8_operands(self._span, self.w2)
+        return int8_operands(self._span, weight_span(self.w2, self.cache))
 
     def _as(self, dtype: type) -> tuple[np.ndarray, np.ndarray]:
         """``x[T, K]`` and ``w2`` as ``dtype`` (int8: the codes minus :attr:`int8`)."""
@@ -371,52 +379,75 @@ class Patches:
         self.signed = lo < 0
         self.kk = int(np.prod(layer.kernel_size))
         self.lead = self.shape.out_shape[:1] + self.shape.out_shape[2:]       # (N, Ho, Wo)
-        x, view = padded_patches(codes, layer)                  # [N, C, Hp, Wp], its patches
-        n, ho, wo, _, kh, kw = view.shape
-        cg = layer.weight.shape[1]
-        st = view.stride()
-        self._x = {torch.float32: x}
+        self._codes = np.asarray(codes)
+        _, ho, wo = self.lead
+        self._x: dict[Any, "torch.Tensor"] = {}  # noqa: F821   (padded inputs, built when asked)
         self.cache = cache = _WEIGHTS.setdefault(layer, {})
         if "w2" not in cache:
             cache["w2"] = torch.from_numpy(self.w2.astype(np.float32))
         self._w = {torch.float32: cache["w2"]}
-        # flat offsets into the padded input: of each output's patch origin, of each row k
-        # (group 0), and of each group's first channel
-        self._t_off = (np.arange(n)[:, None, None] * st[0] + np.arange(ho)[None, :, None] * st[1]
-                       + np.arange(wo)[None, None, :] * st[2]).reshape(-1)
-        self._k_off = (np.arange(cg)[:, None, None] * st[3] + np.arange(kh)[None, :, None] * st[4]
-                       + np.arange(kw)[None, None, :] * st[5]).reshape(-1)
-        self._g_off = cg * st[3]
-        self._flat: dict[type, np.ndarray] = {}
+        self._gather: tuple | None = None
         self._wcast: dict[type, np.ndarray] = {np.float32: self._w[torch.float32].numpy()}
         self._nhwc_x: dict[type, "torch.Tensor"] = {}  # noqa: F821
         self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
         #: the offset that brings every code into int8 for exact int8 GEMMs (None: they do not fit,
         #: the weights do not, or torch has no exact int8 GEMM here)
-        self.int8 = int8_operands(self._span, self.w2)
+        self.int8 = int8_operands(self._span, weight_span(self.w2, cache))
         # block sums: int8 GEMMs on channel-last patches where they can (one group, unsigned
         # codes); large feature maps convolve faster channel-last (the block sums and A then are too)
         self.int_blocks = self.int8 is not None and layer.groups == 1 and not self.signed
         self._nhwc = layer.groups == 1 and not self.signed and (self.int_blocks
                                                                 or ho * wo >= NHWC_MIN_PIXELS)
 
-    def _torch(self, dtype: type) -> tuple["torch.Tensor", "torch.Tensor"]:  # noqa: F821
-        """The padded input and the weights ``[O, K]`` as torch tensors of ``dtype``: float32,
-        float64, or int8 (the codes minus :attr:`int8`, the weights as they are)."""
+    def _input(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        """The padded input ``[N, C, Hp, Wp]`` as a torch tensor of ``dtype``: float32 or float64,
+        or int8 (the codes minus :attr:`int8`, laid out channel-last: :meth:`_int8_input`).
+        Built when first asked."""
         import torch
 
         td = torch_dtype(dtype)
         if td not in self._x:
-            x = self._x[torch.float32]
-            self._x[td] = (x - self.int8 if td == torch.int8 else x).to(td)
+            if td == torch.int8:
+                self._x[td] = self._int8_input()
+            elif td == torch.float32:
+                self._x[td] = padded_patches(self._codes, self.layer)[0]
+            else:
+                self._x[td] = self._input(np.float32).to(td)
+        return self._x[td]
+
+    def _weights(self, dtype: type) -> "torch.Tensor":  # noqa: F821
+        """The weights ``[O, K]`` as a torch tensor of float ``dtype``."""
+        import torch
+
+        td = torch_dtype(dtype)
+        if td not in self._w:
             self._w[td] = torch.from_numpy(self.w2.astype(dtype))
-        return self._x[td], self._w[td]
+        return self._w[td]
+
+    def _int8_input(self) -> "torch.Tensor":  # noqa: F821
+        """The codes minus :attr:`int8`, padded with the zero point's, as int8 ``[N, C, Hp, Wp]``
+        in channel-last memory: one pass from the codes (no float copy on the way)."""
+        import torch
+
+        a = self._codes
+        if not (a.dtype.kind == "i" and a.dtype.isnative and a.flags.writeable
+                and a.flags.c_contiguous):
+            a = a.astype(np.int32)                     # (codes are at most 16 bits)
+        src = torch.from_numpy(a)
+        n, c, h, w = src.shape
+        ph, pw = self.layer.padding
+        x = torch.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=torch.int8)
+        if ph or pw:
+            x.fill_(self.layer.input_zero_point - self.int8)
+        x8 = (src - self.int8 if self.int8 else src).to(torch.int8)     # (then a byte transpose:
+        x[:, ph:ph + h, pw:pw + w].copy_(x8.permute(0, 2, 3, 1))        # twice as fast as one)
+        return x.permute(0, 3, 1, 2)
 
     def _channel_last(self, dtype: type) -> "torch.Tensor":  # noqa: F821
         import torch
 
         if dtype not in self._nhwc_x:
-            self._nhwc_x[dtype] = self._torch(dtype)[0].contiguous(memory_format=torch.channels_last)
+            self._nhwc_x[dtype] = self._input(dtype).contiguous(memory_format=torch.channels_last)
         return self._nhwc_x[dtype]
 
     def code_span(self) -> tuple[int, int]:
@@ -461,7 +492,7 @@ class Patches:
             return (y if dtype == np.int32 else y.to(torch_dtype(dtype))).reshape(*self.lead, 2, o)
         if dtype == np.int32:       # the float kernels below, exact in float32 here
             return self.block_sums(k0, k1, np.float32).to(torch.int32)
-        xt, _ = self._torch(dtype)
+        xt = self._input(dtype)
         x = self._channels(xt, c0, c1)
         if self.signed:   # pos, neg = (S +- M) / 2 with S = x . w, M = |x| . |w| (exact: even sums)
             xa = self._channels(self._abs_input(dtype), c0, c1)
@@ -493,7 +524,7 @@ class Patches:
         cache = _WEIGHTS.setdefault(self.layer, {})
         key = (dtype, c0, c1, layout)
         if key not in cache:
-            w = self._torch(dtype)[1].reshape(self.layer.weight.shape)[:, c0:c1]
+            w = self._weights(dtype).reshape(self.layer.weight.shape)[:, c0:c1]
             o, g = self.layer.out_channels, self.shape.groups
             kernel = (c1 - c0, *self.layer.kernel_size)
             if layout == "signed":
@@ -523,7 +554,7 @@ class Patches:
         return self.cache[key]
 
     def _patch_view(self, dtype: type) -> "torch.Tensor":  # noqa: F821
-        """Every patch of the channel-last padded input of ``dtype`` (:meth:`_torch`), a strided
+        """Every patch of the channel-last padded input of ``dtype`` (:meth:`_input`), a strided
         view ``[N, Ho, Wo, kh, kw, C]`` (runs of whole channels; no copy)."""
         _, ho, wo = self.lead
         kh, kw = self.layer.kernel_size
@@ -536,7 +567,7 @@ class Patches:
     def _abs_input(self, dtype: type) -> "torch.Tensor":  # noqa: F821
         key = ("abs", dtype)
         if key not in self._wsplit:
-            self._wsplit[key] = self._torch(dtype)[0].abs()
+            self._wsplit[key] = self._input(dtype).abs()
         return self._wsplit[key]
 
     def exact_sums(self) -> np.ndarray:
@@ -559,7 +590,8 @@ class Patches:
         o = self.layer.out_channels
         total = None
         for c0, c1 in blocks:
-            xt, wt = self._torch(np.float32 if int(bound[c0:c1].sum()) < F32_EXACT else np.float64)
+            dt = np.float32 if int(bound[c0:c1].sum()) < F32_EXACT else np.float64
+            xt, wt = self._input(dt), self._weights(dt)
             w = wt.reshape(o, bound.size, *self.layer.kernel_size)[:, c0:c1]
             y = self._conv(self._channels(xt, c0, c1).contiguous(), w.contiguous(), self.shape.groups)
             if len(blocks) > 1:
@@ -582,25 +614,45 @@ class Patches:
         per = y.amax(dim=(0, 2, 3)).to(torch.int64).numpy()
         return per.reshape(self.shape.groups, -1).max(axis=0)
 
-    def _flat_input(self, dtype: type) -> np.ndarray:
-        """The padded input, flat, as a numpy array of ``dtype`` (codes are exact in each; int8:
-        the codes minus :attr:`int8`, :meth:`_torch`)."""
-        if dtype not in self._flat:
-            if dtype == np.int8:
-                self._flat[dtype] = self._torch(np.int8)[0].reshape(-1).numpy()
-            else:
-                import torch
+    def _gather_source(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int | None]:
+        """What gathers read: the padded input flat (int8 where :attr:`int8` is set, the codes
+        minus it, else float32), the flat offsets of each output's patch origin, of each row
+        ``k`` of group 0 and of each group's first channel, and the offset (None: float32)."""
+        if self._gather is None:
+            off = self.int8
+            x = self._input(np.float32 if off is None else np.int8)           # [N, C, Hp, Wp]
+            sn, sc, sy, sx = x.stride()
+            n, ho, wo = self.lead
+            kh, kw = self.layer.kernel_size
+            (th, tw), (dh, dw) = self.layer.stride, self.layer.dilation
+            cg = self.layer.weight.shape[1]
+            t_off = (np.arange(n)[:, None, None] * sn + np.arange(ho)[None, :, None] * th * sy
+                     + np.arange(wo)[None, None, :] * tw * sx).reshape(-1)
+            k_off = (np.arange(cg)[:, None, None] * sc + np.arange(kh)[None, :, None] * dh * sy
+                     + np.arange(kw)[None, None, :] * dw * sx).reshape(-1)
+            flat_x = x.permute(0, 2, 3, 1) if off is not None else x               # memory order
+            self._gather = (flat_x.reshape(-1).numpy(), t_off, k_off, cg * sc, off)
+        return self._gather
 
-                base = self._x[torch.float32].reshape(-1).numpy()
-                self._flat[dtype] = base if dtype == np.float32 else base.astype(dtype)
-        return self._flat[dtype]
+    def _gathered(self, t: np.ndarray, g: np.ndarray | int, k0: int, k1: int, dtype: type
+                  ) -> np.ndarray:
+        """``x[t[i], k0:k1]`` of group ``g[i]`` as ``dtype`` (int8: the codes minus :attr:`int8`)."""
+        flat_x, t_off, k_off, g_off, off = self._gather_source()
+        if off is None and dtype == np.int8:
+            raise ValueError(f"layer {self.layer.name!r}: its codes do not fit int8 GEMMs")
+        v = flat_x[(t_off[t] + np.asarray(g) * g_off)[:, None] + k_off[None, k0:k1]]
+        if off is None or dtype == np.int8:
+            return v if v.dtype == dtype else v.astype(dtype)
+        out = v.astype(dtype)
+        if off:
+            out += off
+        return out
 
     def take(self, t: np.ndarray, o: np.ndarray, k0: int, k1: int, dtype: type) -> np.ndarray:
         """``x[t[i], k0:k1]`` of output channel ``o[i]``'s group, ``[n, k1 - k0]`` (int8: the
         codes minus :attr:`int8`)."""
         t, o = np.asarray(t, np.int64), np.asarray(o, np.int64)
-        base = self._t_off[t] + o // self.shape.o * self._g_off
-        return self._flat_input(dtype)[base[:, None] + self._k_off[None, k0:k1]]
+        return self._gathered(t, o // self.shape.o, k0, k1, dtype)
 
     def weights(self, o: np.ndarray | None, k0: int, k1: int, dtype: type) -> np.ndarray:
         """``w[k0:k1, o[i]]`` as rows, ``[n, k1 - k0]`` (exact: at most 16 bits; ``o`` None:
@@ -624,9 +676,7 @@ class Patches:
 
     def rows(self, t: np.ndarray, g: int) -> np.ndarray:
         """The im2col rows ``x[t]`` (int64 ``[n, K]``) of group ``g``."""
-        t = np.asarray(t, np.int64)
-        base = self._t_off[t] + g * self._g_off
-        return self._flat_input(np.int64)[base[:, None] + self._k_off[None, :]]
+        return self._gathered(np.asarray(t, np.int64), g, 0, self.shape.k, np.int64)
 
     def row_step(self, n: int) -> int:
         """A chunk of about ``n`` rows (at least one output row) that :meth:`row_block` copies

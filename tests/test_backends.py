@@ -76,7 +76,7 @@ def test_linear_lowering_keeps_leading_dims():
 def use_kernel(monkeypatch, kernel):
     """Run on the int8 GEMMs where operands fit ("int8") or on the float kernels ("float")."""
     if kernel == "float":
-        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, w2: None)
+        monkeypatch.setattr(accel.operand, "int8_operands", lambda span, weight_span: None)
 
 
 def random_grouped_conv(rng, half_c_in, kernels):
