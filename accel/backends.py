@@ -22,6 +22,7 @@ import numpy as np
 from accel.config import ArrayConfig
 from accel.extremes import Extremes
 from accel.golden import gemm, layer_values
+from accel.heap import keep_freed_memory
 from accel.layers import IntLayer, LayerError
 from accel.lowering import GemmShape, gemm_shape, lower, raise_output
 from accel.operand import exact_float32, layer_operand, one_blas_thread
@@ -117,6 +118,7 @@ class GoldenBackend:
 
     def __init__(self, config: ArrayConfig, extremes: bool = False) -> None:
         self.config, self.extremes = config, extremes
+        keep_freed_memory()           # layers reuse each other's freed memory (no page faults)
 
     def run(self, layer: IntLayer, codes: np.ndarray) -> LayerRun:
         check_layer_fits(layer, self.config)

@@ -431,16 +431,20 @@ class Patches:
 
         a = self._codes
         if not (a.dtype.kind == "i" and a.dtype.isnative and a.flags.writeable
-                and a.flags.c_contiguous):
+                and min(a.strides, default=0) >= 0):
             a = a.astype(np.int32)                     # (codes are at most 16 bits)
-        src = torch.from_numpy(a)
+        src = torch.from_numpy(a)        # in the codes' memory order (channel-last from a layer)
         n, c, h, w = src.shape
         ph, pw = self.layer.padding
         x = torch.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=torch.int8)
         if ph or pw:
             x.fill_(self.layer.input_zero_point - self.int8)
-        x8 = (src - self.int8 if self.int8 else src).to(torch.int8)     # (then a byte transpose:
-        x[:, ph:ph + h, pw:pw + w].copy_(x8.permute(0, 2, 3, 1))        # twice as fast as one)
+        lo, hi = self._span
+        wide = torch.int16 if -(1 << 15) <= lo and hi < 1 << 15 else torch.int32
+        # offset in int16 (3x as fast as in int64), then int8, then a byte transpose (twice as
+        # fast as one conversion that also transposes)
+        x8 = src.to(wide, copy=True).sub_(self.int8).to(torch.int8)
+        x[:, ph:ph + h, pw:pw + w].copy_(x8.permute(0, 2, 3, 1))
         return x.permute(0, 3, 1, 2)
 
     def _channel_last(self, dtype: type) -> "torch.Tensor":  # noqa: F821
@@ -484,7 +488,7 @@ class Patches:
         o, g = self.layer.out_channels, self.shape.groups
         c0, c1 = k0 // self.kk, -(-k1 // self.kk)
         if self.int_blocks and c1 - c0 >= INT8_MIN_CHANNELS and self.kk * (c1 - c0) << 14 <= I32_MAX:
-            xb = self._patch_view(np.int8)[..., c0:c1].reshape(self.shape.t, -1)   # (i, j, c) rows
+            xb = self._patch_view(np.int8, c0, c1).reshape(self.shape.t, -1)      # (i, j, c) rows
             w8, wsum = self._int8_block_weights(c0, c1)
             y = int8_mm(xb, w8)
             # + c . sum(w) in int32: it may wrap there, the sums it completes do not (exact)
@@ -553,12 +557,19 @@ class Patches:
             self.cache[key] = (torch.from_numpy(w.astype(np.int8)), w.sum(axis=0, dtype=np.int64))
         return self.cache[key]
 
-    def _patch_view(self, dtype: type) -> "torch.Tensor":  # noqa: F821
-        """Every patch of the channel-last padded input of ``dtype`` (:meth:`_input`), a strided
-        view ``[N, Ho, Wo, kh, kw, C]`` (runs of whole channels; no copy)."""
+    def _patch_view(self, dtype: type, c0: int = 0, c1: int | None = None) -> "torch.Tensor":  # noqa: F821
+        """Every patch of input channels ``[c0, c1)`` (default: all) of the channel-last padded
+        input of ``dtype`` (:meth:`_input`), a strided view ``[N, Ho, Wo, kh, kw, c1 - c0]``. All
+        channels: no copy (runs of whole channels); fewer: of a dense copy of those channels
+        (a patch row is then one run of ``kw (c1 - c0)`` codes at stride 1: copied 2.5x as fast
+        as ``kw`` runs of ``c1 - c0`` out of every channel)."""
+        import torch
+
         _, ho, wo = self.lead
         kh, kw = self.layer.kernel_size
         x = self._channel_last(dtype)
+        if c1 is not None and (c0, c1) != (0, x.shape[1]):
+            x = x[:, c0:c1].clone(memory_format=torch.channels_last)
         sn, sc, sy, sx = x.stride()
         (th, tw), (dh, dw) = self.layer.stride, self.layer.dilation
         return x.as_strided((x.shape[0], ho, wo, kh, kw, x.shape[1]),
