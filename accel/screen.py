@@ -244,26 +244,26 @@ class _Blocks:
         prev = bounds = None
         a_lo, a_hi = float(self.bias.min(initial=0)), float(self.bias.max(initial=0))
         for k0, k1 in zip(edges[:-1], edges[1:]):
-            pn = ops.cast(self.op.block_sums(k0, k1, self.block_dtype), self.dtype)
-            n_lo, p_top = ops.minmax(pn)                          # min(neg), max(pos)
+            pos, neg = (ops.cast(s, self.dtype) for s in self.op.block_sums(k0, k1, self.block_dtype))
+            p_top, n_lo = ops.minmax(pos)[1], ops.minmax(neg)[0]
             straddle = prev is not None and k0 % r                # a fold spans both blocks
-            pe = pn + prev if straddle else pn
-            pe_lo, pe_hi = ops.minmax(pe) if straddle else (n_lo, p_top)
+            pe = (pos + prev[0], neg + prev[1]) if straddle else (pos, neg)
+            pe_hi, pe_lo = (ops.minmax(pe[0])[1], ops.minmax(pe[1])[0]) if straddle else (p_top, n_lo)
             acc_out = a_hi + p_top > q_hi or a_lo + n_lo < q_lo   # coarse: extremes of A
             if acc_out:
                 if bounds is None:
-                    bounds = ops.empty_like(pn)
-                for i in (0, 1):      # A + pos, A + neg (one broadcast add: 6x slower)
-                    ops.add(self.acc, pn[..., i, :], out=bounds[..., i, :])
-                lo, hi = ops.minmax(bounds)                       # min(A + neg), max(A + pos)
+                    bounds = ops.empty_like(pos), ops.empty_like(neg)
+                ops.add(self.acc, pos, out=bounds[0])             # A + pos
+                ops.add(self.acc, neg, out=bounds[1])             # A + neg
+                hi, lo = ops.minmax(bounds[0])[1], ops.minmax(bounds[1])[0]
                 if max(hi, -lo) >= _EXACT.get(self.dtype, np.inf):
                     return None
                 acc_out = hi > q_hi or lo < q_lo
             pe_out = pe_hi > p_hi or pe_lo < p_lo
             if acc_out or pe_out:
-                pe_flag = pe_risky(pe[..., 0, :], pe[..., 1, :], self.config) if pe_out else None
+                pe_flag = pe_risky(pe[0], pe[1], self.config) if pe_out else None
                 if acc_out:
-                    risky = beyond(bounds[..., 1, :], bounds[..., 0, :], self.config.out_range)
+                    risky = beyond(bounds[1], bounds[0], self.config.out_range)
                     if pe_out:
                         risky |= pe_flag
                 else:
@@ -276,12 +276,12 @@ class _Blocks:
                     flags = (ops.numpy(pe_flag[index(self.op.lead, t, oc)]) if pe_out
                              else np.zeros(t.size, bool))
                     self._refine(t, oc, flags, k0, k1)
-            ops.add(self.acc, pn[..., 0, :], out=self.acc)        # A + pos + neg, exact
-            ops.add(self.acc, pn[..., 1, :], out=self.acc)
+            ops.add(self.acc, pos, out=self.acc)                  # A + pos + neg, exact
+            ops.add(self.acc, neg, out=self.acc)
             a_lo, a_hi = ops.minmax(self.acc)
             if max(a_hi, -a_lo) >= _EXACT.get(self.dtype, np.inf):
                 return None
-            prev = pn
+            prev = pos, neg
         return ScreenResult(ops.int64(self.acc), self.todo, self.dense, self.refined, 2)
 
     def _dense_rows(self, t: np.ndarray, oc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +296,7 @@ class _Blocks:
         rows, groups = np.divmod(np.flatnonzero(whole), g)
         self.dense[groups, rows] = True
         chans = (groups[:, None] * og + np.arange(og)[None, :]).ravel()
-        self.done[index(self.op.lead, np.repeat(rows, og), chans)] = True
+        self.ops.numpy(self.done)[index(self.op.lead, np.repeat(rows, og), chans)] = True
         keep = ~whole[key]
         return t[keep], oc[keep]
 
@@ -309,37 +309,43 @@ class _Blocks:
         r, k = self.config.rows, self.op.shape.k
         e0, e1 = k0 // r * r, min(k, fold_count(k1, r) * r)  # whole folds
         lead = self.op.lead
-        a0 = np.rint(self.ops.numpy(self.acc[index(lead, t, oc)])).astype(np.int64)   # A at k0
-        rows = np.unique(t)
+        if t.size > 1 and (t[1:] < t[:-1]).any():    # (channel-first accumulators: not in t order)
+            order = np.argsort(t, kind="stable")
+            t, oc, pe_flag = t[order], oc[order], pe_flag[order]
+        a0 = self.ops.numpy(self.acc)[index(lead, t, oc)]                    # A at k0
+        a0 = (np.rint(a0) if a0.dtype.kind == "f" else a0).astype(np.int64)
+        first = np.flatnonzero(np.concatenate(([True], t[1:] != t[:-1])))    # each vector's first
+        rows, ends = t[first], np.r_[first, t.size]
         o = self.op.shape.o
         dense = self.op.shape.groups == 1 and t.size * DENSE_RATIO >= rows.size * o
         step = (max(1, DENSE_CHUNK // ((e1 - e0) * o)) if dense else chunk_rows(e1 - e0))
         for i0 in range(0, (rows if dense else t).size, step):
             if dense:   # every output of a few vectors: matmuls per fold
                 rc = rows[i0:i0 + step]
-                sel = np.flatnonzero(np.isin(t, rc))
+                sel = slice(ends[i0], ends[i0 + rc.size])
                 tc, occ, pe = t[sel], oc[sel], pe_flag[sel]
                 lo, hi, pe_bad, pre = self._fold_runs_dense(rc, np.searchsorted(rc, tc), occ,
                                                             e0, e1, k0, pe.any())
             else:       # a few outputs of many vectors: gathered products
-                sel = np.arange(i0, min(i0 + step, t.size))
+                sel = slice(i0, i0 + step)
                 tc, occ, pe = t[sel], oc[sel], pe_flag[sel]
                 lo, hi, pe_bad, pre = self._fold_runs_gathered(tc, occ, e0, e1, k0, pe.any())
-            start = a0[sel] - pre                                          # A at fold edge e0
+            start = a0[sel] if pre is None else a0[sel] - pre            # A at fold edge e0
             bad = beyond(start + lo, start + hi, self.config.out_range)   # A after some fold
             if pe_bad is not None:
                 bad |= pe & pe_bad
             if bad.any():   # no event before fold edge e0: the golden stepping starts there
-                self.done[index(lead, tc[bad], occ[bad])] = True
+                self.ops.numpy(self.done)[index(lead, tc[bad], occ[bad])] = True
                 self.todo.append((tc[bad], occ[bad], e0, start[bad]))
         self.refined += t.size
 
     def _fold_runs_gathered(self, t: np.ndarray, oc: np.ndarray, e0: int, e1: int, k0: int,
                             with_pe: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                                    np.ndarray]:
+                                                    np.ndarray | None]:
         """Per output, over folds ``[e0, e1)``: the smallest and largest running sum of its products
         from ``e0`` to a fold edge (int64 ``[n]``), whether a fold may take a PE out of P bits
-        (``with_pe``, else None) and the sum of its products over ``[e0, k0)``. The block dtype
+        (``with_pe``, else None) and the sum of its products over ``[e0, k0)`` (None where the
+        block starts on a fold edge, ``k0 == e0``). The block dtype
         is exact: block_edges keeps the products of a block, in any order, in range."""
         r, dt = self.config.rows, self.gather_dtype
         nf = fold_count(e1 - e0, r)
@@ -354,11 +360,11 @@ class _Blocks:
             pos = np.maximum(p3, 0).sum(axis=2)
             pe_bad = pe_risky(pos, s - pos, self.config).any(axis=1)
         return (run.min(axis=1).astype(np.int64), run.max(axis=1).astype(np.int64), pe_bad,
-                prods[:, :k0 - e0].sum(axis=1).astype(np.int64))
+                prods[:, :k0 - e0].sum(axis=1).astype(np.int64) if k0 > e0 else None)
 
     def _fold_runs_dense(self, rows: np.ndarray, ri: np.ndarray, oc: np.ndarray, e0: int, e1: int,
                          k0: int, with_pe: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None,
-                                                          np.ndarray]:
+                                                          np.ndarray | None]:
         """As :meth:`_fold_runs_gathered` for outputs ``(rows[ri[i]], oc[i])`` (one group), from
         the fold sums of every output channel of ``rows`` (:meth:`_fold_sums`): running sums,
         their extremes and the PE test over every channel, then the outputs picked."""
@@ -377,15 +383,16 @@ class _Blocks:
             torch.maximum(hi, run, out=hi)
         pe_bad = picked(pe_risky(pos, s - pos, self.config).any(0)) if with_pe else None
         return (picked(lo).astype(np.int64), picked(hi).astype(np.int64), pe_bad,
-                picked(pre).astype(np.int64))
+                None if pre is None else picked(pre).astype(np.int64))
 
     def _fold_sums(self, rows: np.ndarray, e0: int, e1: int, k0: int, with_pe: bool
-                   ) -> tuple["torch.Tensor", "torch.Tensor | None", "torch.Tensor"]:  # noqa: F821
+                   ) -> tuple["torch.Tensor", "torch.Tensor | None",  # noqa: F821
+                              "torch.Tensor | None"]:  # noqa: F821
         """Of vectors ``rows`` and every output channel (one group), over folds ``[e0, e1)``: the
         fold sums ``[F, n, O]``, their positive-product sums (``with_pe``, else None) and the
-        sums over ``[e0, k0)`` (``[n, O]``), torch tensors exact in their dtype: one int8 GEMM per
-        fold where the block sums are int8 GEMMs (int32 sums, :func:`fold_weights`), else one
-        batched float matmul over the folds."""
+        sums over ``[e0, k0)`` (``[n, O]``; None where ``k0 == e0``), torch tensors exact in
+        their dtype: one int8 GEMM per fold where the block sums are int8 GEMMs (int32 sums,
+        :func:`fold_weights`), else one batched float matmul over the folds."""
         import torch
         import torch.nn.functional as F
 
@@ -401,8 +408,10 @@ class _Blocks:
             for f in range(nf):
                 int8_mm(x[:, f * r:(f + 1) * r], rhs[f0 + f, :, cols], out=y[f])
             y += (op.int8 * wsum[f0:f0 + nf, None, cols]).to(torch.int32)
-            pre = int8_mm(x[:, :k0 - e0], rhs[f0, :k0 - e0, 2 * o:])
-            pre += torch.from_numpy((op.int8 * op.w2[:, e0:k0].sum(axis=1)).astype(np.int32))
+            pre = None
+            if k0 > e0:
+                pre = int8_mm(x[:, :k0 - e0], rhs[f0, :k0 - e0, 2 * o:])
+                pre += torch.from_numpy((op.int8 * op.w2[:, e0:k0].sum(axis=1)).astype(np.int32))
             return (y[..., :o] + y[..., o:], y[..., :o], pre) if with_pe else (y, None, pre)
         dt = self.gather_dtype
         x = torch.from_numpy(op.take(rows, zeros, e0, e1, dt))                 # [n, L]
@@ -415,4 +424,4 @@ class _Blocks:
             pos = torch.bmm(x3.clamp(min=0), w3.clamp(min=0))
             if x.numel() and x.min() < 0:
                 pos += torch.bmm(x3.clamp(max=0), w3.clamp(max=0))
-        return torch.bmm(x3, w3), pos, x[:, :k0 - e0] @ w[:k0 - e0]
+        return torch.bmm(x3, w3), pos, x[:, :k0 - e0] @ w[:k0 - e0] if k0 > e0 else None
