@@ -42,7 +42,7 @@ import numpy as np
 
 from accel.arith import chunk_rows, exact_matmul, fold_count, sign_weights
 from accel.intgemm import int8_mm
-from accel.operand import F32_EXACT, Operand, flat, index
+from accel.operand import F32_EXACT, Operand, flat, index, torch_dtype
 
 __all__ = ["sign_sums", "beyond", "pe_risky", "ScreenResult", "screen",
            "block_edges", "fold_weights", "weight_l1", "BLOCK_FOLDS", "DENSE_RATIO", "DENSE_ROW_SHARE"]
@@ -391,37 +391,34 @@ class _Blocks:
         """Of vectors ``rows`` and every output channel (one group), over folds ``[e0, e1)``: the
         fold sums ``[F, n, O]``, their positive-product sums (``with_pe``, else None) and the
         sums over ``[e0, k0)`` (``[n, O]``; None where ``k0 == e0``), torch tensors exact in
-        their dtype: one int8 GEMM per fold where the block sums are int8 GEMMs (int32 sums,
-        :func:`fold_weights`), else one batched float matmul over the folds."""
+        their dtype, against the layer's per-fold weights (:func:`fold_weights`): one int8 GEMM
+        per fold where the block sums are int8 GEMMs (int32 sums), else one batched float
+        matmul over the folds."""
         import torch
         import torch.nn.functional as F
 
         r, o, op = self.config.rows, self.op.shape.o, self.op
-        nf, zeros = fold_count(e1 - e0, r), np.zeros(rows.size, np.int64)
-        if op.int_blocks:       # unsigned codes: x = x8 + c, so x . w = x8 . w + c . sum(w)
-            f0 = e0 // r
-            _, rhs, wsum = fold_weights(op, 0, r, False, torch.int8)           # [w+ | w- | w]
-            x = torch.from_numpy(op.take(rows, zeros, e0, e1, np.int8))       # [n, L]: x - c
-            x = F.pad(x, (0, nf * r - x.shape[1]))
-            cols = slice(0, 2 * o) if with_pe else slice(2 * o, 3 * o)
-            y = torch.empty(nf, rows.size, cols.stop - cols.start, dtype=torch.int32)
+        nf, f0 = fold_count(e1 - e0, r), e0 // r
+        ints = op.int_blocks        # unsigned codes: x = x8 + c, so x . w = x8 . w + c . sum(w)
+        dt = np.int8 if ints else self.gather_dtype
+        signed = not ints and op.code_span()[0] < 0     # [x+ | x-] . [[w+, w-], [w-, w+]]
+        _, rhs, wsum = fold_weights(op, 0, r, signed, torch_dtype(dt))     # [w+ | w- | w]
+        cols = slice(0, 2 * o) if with_pe else slice(2 * o, 3 * o)
+        w = rhs[f0:f0 + nf, :, cols]
+        x = torch.from_numpy(op.take(rows, np.zeros(rows.size, np.int64), e0, e1, dt))  # [n, L]
+        x = F.pad(x, (0, nf * r - x.shape[1]))
+        if ints:                    # (torch has no int8 bmm)
+            y = torch.empty(nf, rows.size, w.shape[-1], dtype=torch.int32)
             for f in range(nf):
-                int8_mm(x[:, f * r:(f + 1) * r], rhs[f0 + f, :, cols], out=y[f])
+                int8_mm(x[:, f * r:(f + 1) * r], w[f], out=y[f])
             y += (op.int8 * wsum[f0:f0 + nf, None, cols]).to(torch.int32)
-            pre = None
-            if k0 > e0:
-                pre = int8_mm(x[:, :k0 - e0], rhs[f0, :k0 - e0, 2 * o:])
+        else:
+            x3 = x.reshape(rows.size, nf, r).transpose(0, 1)                    # [F, n, R]
+            y = torch.bmm(torch.cat([x3.clamp(min=0), x3.clamp(max=0)], -1) if signed else x3, w)
+        pre = None
+        if k0 > e0:                 # the first rows of the first fold: x . w (rows of x+ are w)
+            wp = rhs[f0, :k0 - e0, 2 * o:]
+            pre = int8_mm(x[:, :k0 - e0], wp) if ints else x[:, :k0 - e0] @ wp
+            if ints:
                 pre += torch.from_numpy((op.int8 * op.w2[:, e0:k0].sum(axis=1)).astype(np.int32))
-            return (y[..., :o] + y[..., o:], y[..., :o], pre) if with_pe else (y, None, pre)
-        dt = self.gather_dtype
-        x = torch.from_numpy(op.take(rows, zeros, e0, e1, dt))                 # [n, L]
-        w = torch.from_numpy(op.weights(None, e0, e1, dt)).T                  # [L, O]
-        pad = nf * r - x.shape[1]
-        x3 = F.pad(x, (0, pad)).reshape(rows.size, nf, r).transpose(0, 1)     # [F, n, R]
-        w3 = F.pad(w, (0, 0, 0, pad)).reshape(nf, r, o)
-        pos = None
-        if with_pe:
-            pos = torch.bmm(x3.clamp(min=0), w3.clamp(min=0))
-            if x.numel() and x.min() < 0:
-                pos += torch.bmm(x3.clamp(max=0), w3.clamp(max=0))
-        return torch.bmm(x3, w3), pos, x[:, :k0 - e0] @ w[:k0 - e0] if k0 > e0 else None
+        return (y[..., :o] + y[..., o:], y[..., :o], pre) if with_pe else (y, None, pre)

@@ -214,16 +214,17 @@ def test_values_with_extremes_equal_the_reference(seed, kernel, monkeypatch):
 
 
 @pytest.mark.parametrize("seed", range(8))
-@pytest.mark.parametrize("kernel", ["int8", "float"])
+@pytest.mark.parametrize("kernel", ["int8", "float", "signed"])
 @pytest.mark.parametrize("refine", ["as set", "dense", "gathered"])
 def test_screen_on_int8_block_sums_equals_the_reference(seed, kernel, refine, monkeypatch):
     """Convs wide enough for int8 block GEMMs (16 and more channels a block), the screen in int32,
     narrow P and Q: results, flags and events equal SPEC section 2 one integer at a time, on the
-    int8 kernels and on the float ones; on odd seeds ``A`` 'leaves' int32's exact range early, so
-    the screen runs again in float64. Outputs at risk are refined as the module sets it, or all
-    by fold sums of every channel of their vectors ("dense") or all by gathered products, and no
-    vector is stepped whole (most of them would be at these widths); on seeds 2, 3, 6, 7 in
-    blocks of about two folds, most of which share a fold with the block before."""
+    int8 kernels and on the float ones, and for signed codes (float block sums and refinement on
+    ``[x+ | x-]``, gathers from the int8 input); on odd seeds ``A`` 'leaves' int32's exact range
+    early, so the screen runs again in float64. Outputs at risk are refined as the module sets
+    it, or all by fold sums of every channel of their vectors ("dense") or all by gathered
+    products, and no vector is stepped whole (most of them would be at these widths); on seeds
+    2, 3, 6, 7 in blocks of about two folds, most of which share a fold with the block before."""
     rng = np.random.default_rng(200 + seed)
     use_kernel(monkeypatch, kernel)
     if seed % 2:
@@ -236,12 +237,14 @@ def test_screen_on_int8_block_sums_equals_the_reference(seed, kernel, refine, mo
     c_in, c_out = int(rng.integers(16, 41)), int(rng.integers(2, 7))
     layer, _ = conv_layer(rng, c_in, c_out, int(rng.integers(1, 4)), 1, int(rng.integers(0, 2)),
                           1, 1, zp=int(rng.integers(0, 3)))
-    codes = rng.integers(0, 256, (2, c_in, 5, 6))
+    signed = kernel == "signed"
+    codes = rng.integers(-128 if signed else 0, 128 if signed else 256, (2, c_in, 5, 6))
     p = int(rng.integers(16, 20))
-    config = ArrayConfig(rows=int(rng.integers(8, 40)), cols=2, pe_acc_bits=p,
+    config = ArrayConfig(rows=int(rng.integers(8, 40)), cols=2, pe_acc_bits=p, act_signed=signed,
                          out_acc_bits=p + int(rng.integers(0, 3)),
                          overflow=str(rng.choice(["wrap", "saturate"])))
-    layer = dataclasses.replace(layer, bias=np.clip(layer.bias, *config.out_range))
+    layer = dataclasses.replace(layer, bias=np.clip(layer.bias, *config.out_range),
+                                act_signed=signed)
     op = layer_operand(layer, codes)
     assert op.int_blocks == (kernel == "int8")
     run = GoldenBackend(config).run(layer, codes)
