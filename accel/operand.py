@@ -385,7 +385,6 @@ class Patches:
             cache["w2"] = torch.from_numpy(self.w2.astype(np.float32))
         self._w = {torch.float32: cache["w2"]}
         self._gather: tuple | None = None
-        self._wcast: dict[type, np.ndarray] = {np.float32: self._w[torch.float32].numpy()}
         self._nhwc_x: dict[type, "torch.Tensor"] = {}  # noqa: F821
         self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
         #: the offset that brings every code into int8 for exact int8 GEMMs (None: they do not fit,
@@ -670,10 +669,11 @@ class Patches:
 
     def weights(self, o: np.ndarray | None, k0: int, k1: int, dtype: type) -> np.ndarray:
         """``w[k0:k1, o[i]]`` as rows, ``[n, k1 - k0]`` (exact: at most 16 bits; ``o`` None:
-        every channel, a view)."""
-        if dtype not in self._wcast:
-            self._wcast[dtype] = self.w2.astype(dtype)
-        w = self._wcast[dtype]
+        every channel, a view). The weights of each dtype are kept with the layer."""
+        key = ("w2", dtype)
+        if key not in self.cache:
+            self.cache[key] = self.w2 if self.w2.dtype == dtype else self.w2.astype(dtype)
+        w = self.cache[key]
         return w[:, k0:k1] if o is None else w[np.asarray(o, np.int64), k0:k1]
 
     def new_acc(self, dtype: type) -> "torch.Tensor":  # noqa: F821
