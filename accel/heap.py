@@ -25,12 +25,12 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3       # glibc's mallopt parameters
 @cache
 def keep_freed_memory() -> bool:
     """Set glibc's thresholds once for this process; False where the C library has no
-    ``mallopt`` (not glibc) or refuses them (nothing changes then)."""
+    ``mallopt`` (not glibc: nothing changes) or refuses one of them."""
     import ctypes
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):      # (Windows: no CDLL(None))
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1

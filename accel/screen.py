@@ -345,8 +345,9 @@ class _Blocks:
         """Per output, over folds ``[e0, e1)``: the smallest and largest running sum of its products
         from ``e0`` to a fold edge (int64 ``[n]``), whether a fold may take a PE out of P bits
         (``with_pe``, else None) and the sum of its products over ``[e0, k0)`` (None where the
-        block starts on a fold edge, ``k0 == e0``). The block dtype
-        is exact: block_edges keeps the products of a block, in any order, in range."""
+        block starts on a fold edge, ``k0 == e0``). Each fold's sums are exact in the block dtype
+        (block_edges keeps a block's products, in any order, in range); the running sums span
+        the folds that straddle the block's edges too, so they are formed in float64."""
         r, dt = self.config.rows, self.gather_dtype
         nf = fold_count(e1 - e0, r)
         prods = self.op.take(t, oc, e0, e1, dt) * self.op.weights(oc, e0, e1, dt)
@@ -354,7 +355,7 @@ class _Blocks:
             prods = np.pad(prods, ((0, 0), (0, nf * r - prods.shape[1])))
         p3 = prods.reshape(t.size, nf, r)
         s = p3.sum(axis=2)                                                # fold sums [n, F]
-        run = np.cumsum(s, axis=1)
+        run = np.cumsum(s, axis=1, dtype=np.float64)    # (folds past the block: may pass 2^24)
         pe_bad = None
         if with_pe:
             pos = np.maximum(p3, 0).sum(axis=2)
@@ -376,8 +377,11 @@ class _Blocks:
         def picked(y: "torch.Tensor") -> np.ndarray:                    # [n, O] -> [m]
             return y[ri, oc].numpy()
 
-        run, lo, hi = s[0].clone(), s[0].clone(), s[0].clone()
-        for f in range(1, s.shape[0]):   # (a pass per fold: 10x faster than cumsum and aminmax)
+        # running sums over the folds (a pass per fold: 10x faster than cumsum and aminmax), in
+        # int32 or float64: past the block's edges they may pass float32's 2^24
+        run = s[0].clone() if s.dtype == torch.int32 else s[0].double()
+        lo, hi = run.clone(), run.clone()
+        for f in range(1, s.shape[0]):
             run += s[f]
             torch.minimum(lo, run, out=lo)
             torch.maximum(hi, run, out=hi)
