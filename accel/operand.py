@@ -437,7 +437,8 @@ class Patches:
         if ph or pw:
             x.fill_(self.layer.input_zero_point - self.int8)
         lo, hi = self._span
-        wide = torch.int16 if -(1 << 15) <= lo and hi < 1 << 15 else torch.int32
+        off = self.int8
+        wide = torch.int16 if -(1 << 15) <= min(lo, off) and max(hi, off) < 1 << 15 else torch.int32
         # offset in int16 (3x as fast as in int64), then int8, then a byte transpose (twice as
         # fast as one conversion that also transposes)
         x8 = src.to(wide, copy=True).sub_(self.int8).to(torch.int8)
@@ -485,7 +486,9 @@ class Patches:
 
         o, g = self.layer.out_channels, self.shape.groups
         c0, c1 = k0 // self.kk, -(-k1 // self.kk)
-        if self.int_blocks and c1 - c0 >= INT8_MIN_CHANNELS and self.kk * (c1 - c0) << 14 <= I32_MAX:
+        # (float64 asked for: the sums may pass int32, whatever the int8 GEMM's own sums)
+        if (self.int_blocks and dtype != np.float64 and c1 - c0 >= INT8_MIN_CHANNELS
+                and self.kk * (c1 - c0) << 14 <= I32_MAX):
             xb = self._patch_view(np.int8, c0, c1).reshape(self.shape.t, -1)      # (i, j, c) rows
             out = []
             for w8, wsum in self._int8_block_weights(c0, c1):                     # w+, w-

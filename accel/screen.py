@@ -379,7 +379,7 @@ class _Blocks:
 
         # running sums over the folds (a pass per fold: 10x faster than cumsum and aminmax), in
         # int32 or float64: past the block's edges they may pass float32's 2^24
-        run = s[0].clone() if s.dtype == torch.int32 else s[0].double()
+        run = s[0].to(torch.int32 if s.dtype == torch.int32 else torch.float64, copy=True)
         lo, hi = run.clone(), run.clone()
         for f in range(1, s.shape[0]):
             run += s[f]
@@ -403,7 +403,9 @@ class _Blocks:
 
         r, o, op = self.config.rows, self.op.shape.o, self.op
         nf, f0 = fold_count(e1 - e0, r), e0 // r
-        ints = op.int_blocks        # unsigned codes: x = x8 + c, so x . w = x8 . w + c . sum(w)
+        # int8 where the block sums were (unsigned codes: x = x8 + c, x . w = x8 . w + c . sum(w);
+        # their int32 sums are exact: every sum of a block's products is below 2^24)
+        ints = self.block_dtype == np.int32
         dt = np.int8 if ints else self.gather_dtype
         signed = not ints and op.code_span()[0] < 0     # [x+ | x-] . [[w+, w-], [w-, w+]]
         _, rhs, wsum = fold_weights(op, 0, r, signed, torch_dtype(dt))     # [w+ | w- | w]

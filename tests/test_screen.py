@@ -285,3 +285,74 @@ def test_exact_sums_equal_the_lowering():
     ys = [x.astype(np.int64) @ w for x, w, _ in lower(layer, codes)]
     want = raise_output(layer, ys, op.shape)
     assert np.array_equal(op.output(op.exact_sums()), want)
+
+
+def _offset_past_int16():
+    """16-bit codes in [32700, 32767]: they fit int16, their int8 offset (32828) does not."""
+    rng = np.random.default_rng(0)
+    w = rng.integers(-8, 8, (3, 16, 3, 3))
+    layer = IntLayer(name="l", kind="conv2d", weight=w, weight_scale=[1.0], input_scale=1.0,
+                     input_zero_point=32700, act_bits=16, weight_bits=8, padding=(1, 1))
+    codes = rng.integers(32700, 32768, (1, 16, 4, 5))
+    return layer, codes, ArrayConfig(rows=8, cols=2, act_bits=16, weight_bits=8,
+                                     pe_acc_bits=24, out_acc_bits=24)
+
+
+def _offset_sums_past_int32(kernel):
+    """16-bit codes of a narrow span [60000, 60200] (int8 GEMMs with offset 60128), weights 127:
+    output 0's first fold of 300 rows sums to 2.3e9 > 2^31, and its accumulator leaves Q = 40
+    bits by one there. As a 1x1 conv of 300 channels the int8 block sums would carry it; as a
+    7x7 conv of 10 channels (one block of too few channels: float64 convs) the int8 dense
+    refinement would."""
+    c, ks = (300, 1) if kernel == 1 else (10, 7)
+    w = np.ones((8, c, ks, ks), np.int64)
+    w[0] = 127
+    codes = np.full((1, c, ks, ks), 60200)
+    codes[0, 0, 0, 0] = 60000
+    bias = np.zeros(8, np.int64)
+    bias[0] = (1 << 39) - 1 - int(codes.reshape(-1)[:300] @ w[0].reshape(-1)[:300]) + 1
+    layer = IntLayer(name="l", kind="conv2d", weight=w, weight_scale=[1.0], input_scale=1.0,
+                     input_zero_point=60000, act_bits=16, weight_bits=8, bias=bias)
+    return layer, codes, ArrayConfig(rows=300, cols=2, act_bits=16, weight_bits=8,
+                                     pe_acc_bits=40, out_acc_bits=40)
+
+
+def _float64_fold_sums():
+    """A linear layer with folds of 520 rows (float64 block sums): fold 0's negative products
+    leave P = 25 bits; a running sum that aliased fold 0's sums hid it."""
+    w = np.zeros((8, 1040), np.int64)
+    w[0, :520], w[0, 520:528] = -128, 100
+    layer = IntLayer(name="l", kind="linear", weight=w, weight_scale=[1.0], input_scale=1.0,
+                     input_zero_point=0)
+    return layer, np.full((1, 1040), 255), ArrayConfig(rows=520, cols=2, pe_acc_bits=25,
+                                                       out_acc_bits=26)
+
+
+def _running_sum_past_2_24(o):
+    """Blocks of 9 rows, folds of 4 (1x3 kernel): the refinement of block [27, 36) runs over
+    folds [24, 36), whose sum is 2^24 + 1 (float32 rounds it to 2^24): the accumulator leaves
+    Q = 26 bits by one at fold edge 36. ``o`` 8: dense refinement; 128: gathered."""
+    w = np.zeros((o, 12, 1, 3), np.int64)
+    x = np.zeros((1, 12, 1, 3), np.int64)
+    x.reshape(-1)[:] = np.arange(36) * 300 % 13001            # a wide span: no int8 GEMMs
+    for i, (xv, wv) in enumerate([(13000, 127)] * 10 + [(2104, 127), (9, 1)]):
+        x.reshape(-1)[24 + i], w[0].reshape(-1)[24 + i] = xv, wv
+    bias = np.zeros(o, np.int64)
+    bias[0] = 2**24 - 1
+    layer = IntLayer(name="l", kind="conv2d", weight=w, weight_scale=[1.0], input_scale=1.0,
+                     input_zero_point=0, act_bits=16, weight_bits=8, bias=bias)
+    return layer, x, ArrayConfig(rows=4, cols=2, act_bits=16, weight_bits=8, pe_acc_bits=26,
+                                 out_acc_bits=26)
+
+
+@pytest.mark.parametrize("case", [_offset_past_int16, lambda: _offset_sums_past_int32(1),
+                                  lambda: _offset_sums_past_int32(7), _float64_fold_sums,
+                                  lambda: _running_sum_past_2_24(8),
+                                  lambda: _running_sum_past_2_24(128)],
+                         ids=["offset-past-int16", "int8-block-sums-past-int32",
+                              "int8-refinement-past-int32", "float64-fold-sums",
+                              "dense-running-sum-past-2^24", "gathered-running-sum-past-2^24"])
+def test_dtype_edges_of_the_fast_paths(case):
+    """Each one of the fast paths' dtype limits, at the edge where it once gave a wrong answer
+    (found in review): results, flags and events equal the reference."""
+    assert_screen_equals_golden(*case())
