@@ -594,6 +594,8 @@ class Patches:
         channel whose bound alone reaches 2^24."""
         import torch
 
+        if self.shape.t == 0:                                   # an empty batch
+            return np.zeros((*self.lead, self.layer.out_channels), np.int64)
         wmax = max(1, int(np.abs(self.w2).max(initial=0)))
         bound = self._patch_l1() * wmax                                        # per channel
         blocks, c0, run = [], 0, 0

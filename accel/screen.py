@@ -396,8 +396,8 @@ class _Blocks:
         fold sums ``[F, n, O]``, their positive-product sums (``with_pe``, else None) and the
         sums over ``[e0, k0)`` (``[n, O]``; None where ``k0 == e0``), torch tensors exact in
         their dtype, against the layer's per-fold weights (:func:`fold_weights`): one int8 GEMM
-        per fold where the block sums are int8 GEMMs (int32 sums), else one batched float
-        matmul over the folds."""
+        per fold where the screen's block sums are int32 (every sum of a block below 2^24), else
+        one batched float matmul over the folds."""
         import torch
         import torch.nn.functional as F
 

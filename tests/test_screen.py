@@ -356,3 +356,14 @@ def test_dtype_edges_of_the_fast_paths(case):
     """Each one of the fast paths' dtype limits, at the edge where it once gave a wrong answer
     (found in review): results, flags and events equal the reference."""
     assert_screen_equals_golden(*case())
+
+
+@pytest.mark.parametrize("padding", [(1, 1), (0, 0)])
+def test_empty_batch(padding):
+    """A batch of no images: empty results of the layer's output shape, no events."""
+    layer = make_layer(np.random.default_rng(0), "conv2d", 8, False, 8, 0, c_in=32, c_out=4,
+                       padding=padding)
+    got = GoldenBackend(ArrayConfig(rows=8, cols=2, pe_acc_bits=17, out_acc_bits=19)).run(
+        layer, np.zeros((0, 32, 4, 4), np.int64))
+    assert got.acc.shape == (0, 4, 4 - 2 * (1 - padding[0]), 4 - 2 * (1 - padding[1]))
+    assert (got.pe_events, got.acc_events) == (0, 0)
