@@ -361,8 +361,6 @@ class Patches:
     ops = TorchOps
 
     def __init__(self, layer: IntLayer, codes: object, span: tuple[int, int]) -> None:
-        import torch
-
         if layer.kind != "conv2d":
             raise ValueError(f"Patches lowers conv2d layers, not {layer.kind} ({layer.name!r})")
         self.layer = layer
@@ -381,9 +379,6 @@ class Patches:
         _, ho, wo = self.lead
         self._x: dict[Any, "torch.Tensor"] = {}  # noqa: F821   (padded inputs, built when asked)
         self.cache = cache = _WEIGHTS.setdefault(layer, {})
-        if "w2" not in cache:
-            cache["w2"] = torch.from_numpy(self.w2.astype(np.float32))
-        self._w = {torch.float32: cache["w2"]}
         self._gather: tuple | None = None
         self._nhwc_x: dict[type, "torch.Tensor"] = {}  # noqa: F821
         self._wsplit: dict[Any, "torch.Tensor"] = {}  # noqa: F821
@@ -413,13 +408,10 @@ class Patches:
         return self._x[td]
 
     def _weights(self, dtype: type) -> "torch.Tensor":  # noqa: F821
-        """The weights ``[O, K]`` as a torch tensor of float ``dtype``."""
+        """The weights ``[O, K]`` as a torch tensor of float ``dtype`` (:meth:`weights`' cast)."""
         import torch
 
-        td = torch_dtype(dtype)
-        if td not in self._w:
-            self._w[td] = torch.from_numpy(self.w2.astype(dtype))
-        return self._w[td]
+        return torch.from_numpy(self.weights(None, 0, self.shape.k, dtype))
 
     def _int8_input(self) -> "torch.Tensor":  # noqa: F821
         """The codes minus :attr:`int8`, padded with the zero point's, as int8 ``[N, C, Hp, Wp]``
