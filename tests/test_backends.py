@@ -25,6 +25,7 @@ from accel.intgemm import int8_mm
 from accel.operand import Matrix, Patches, exact_float32, layer_operand
 from accel.reference import reference_gemm
 from sim.cycles import CycleMeter, gemm_cycles
+from test_screen import assert_screen_equals_golden
 
 GEOMETRIES = [  # c_in, c_out, kernel, stride, padding, dilation, groups, h, w
     (3, 5, 3, 1, 1, 1, 1, 6, 7), (4, 6, 3, 2, 2, 1, 2, 7, 5), (4, 4, 3, 1, 1, 1, 4, 5, 5),
@@ -247,13 +248,7 @@ def test_screen_on_int8_block_sums_equals_the_reference(seed, kernel, refine, mo
                                 act_signed=signed)
     op = layer_operand(layer, codes)
     assert op.int_blocks == (kernel == "int8")
-    run = GoldenBackend(config).run(layer, codes)
-    (x, w, b), = lower(layer, codes, config.lane_range)
-    ref = reference_gemm(x, w, config, b)
-    for got, want in ((run.acc, ref.y), (run.pe_overflow, ref.pe_overflow),
-                      (run.acc_overflow, ref.acc_overflow)):
-        assert np.array_equal(got.transpose(0, 2, 3, 1).reshape(-1, c_out), want)
-    assert (run.pe_events, run.acc_events) == (ref.pe_events, ref.acc_events)
+    assert_screen_equals_golden(layer, codes, config)
 
 
 def test_int8_block_sums_follow_each_batch_offset():
